@@ -1,0 +1,96 @@
+"""Message formats of the signalling WebSocket and the state data channel.
+
+docs/protocol.md describes every message; this module checks incoming ones.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_NAME_LENGTH = 64
+MAX_SDP_LENGTH = 200_000
+STATE_VALUES = ("on", "off", "none")
+STATE_FIELDS = ("mic", "camera")
+MAX_VERSION = 2**53 - 1
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol; ``code`` is sent to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_message(self) -> dict[str, str]:
+        return {"type": "error", "code": self.code, "message": self.message}
+
+
+def bad_message(message: str) -> ProtocolError:
+    return ProtocolError("bad_message", message)
+
+
+def parse_message(text: str | None) -> dict[str, Any]:
+    """Decode one JSON message and check that it is an object with a type."""
+    if text is None:
+        raise bad_message("Messages must be JSON text within the size limit.")
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        raise bad_message("The message is not valid JSON.") from None
+    if not isinstance(message, dict):
+        raise bad_message("A message must be a JSON object.")
+    if not isinstance(message.get("type"), str):
+        raise bad_message('A message must have a string field "type".')
+    return message
+
+
+def require_str(message: dict[str, Any], field: str, max_length: int) -> str:
+    value = message.get(field)
+    if not isinstance(value, str):
+        raise bad_message(f'Field "{field}" must be a string.')
+    if len(value) > max_length:
+        raise bad_message(f'Field "{field}" is longer than {max_length} characters.')
+    return value
+
+
+def clean_name(value: object) -> str:
+    """Return a display name without control characters, or raise."""
+    if not isinstance(value, str):
+        raise bad_message('Field "name" must be a string.')
+    name = "".join(
+        ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs")
+    )
+    name = " ".join(name.split())
+    if not name:
+        raise bad_message("Please enter a name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise bad_message(f"A name can have at most {MAX_NAME_LENGTH} characters.")
+    return name
+
+
+def parse_state_message(text: str | None) -> tuple[int, dict[str, str]]:
+    """Check a data-channel state message and return its version and state."""
+    message = parse_message(text)
+    if message["type"] != "state":
+        raise bad_message(f"Unknown message type {message['type'][:32]!r}.")
+    version = message.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise bad_message('Field "version" must be an integer.')
+    if not 1 <= version <= MAX_VERSION:
+        raise bad_message(f'Field "version" must be from 1 to {MAX_VERSION}.')
+    state = message.get("state")
+    if not isinstance(state, dict):
+        raise bad_message('Field "state" must be an object.')
+    result = {}
+    for field in STATE_FIELDS:
+        value = state.get(field)
+        if value not in STATE_VALUES:
+            raise bad_message(
+                f'State field "{field}" must be "on", "off" or "none".'
+            )
+        result[field] = value
+    return version, result

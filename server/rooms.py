@@ -1,0 +1,233 @@
+"""Rooms in this process: who is in them, their state, and their media router.
+
+The rest of the server reaches rooms only through :class:`RoomRegistry`, so
+that rooms can later live in worker processes or on other machines without
+changing the signalling code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiortc import RTCConfiguration
+
+from sfu.peer import Peer
+from sfu.router import Router
+
+from . import protocol
+from .storage import Room as RoomInfo
+
+logger = logging.getLogger(__name__)
+
+# State messages a participant may send per second on average, and in a burst.
+STATE_RATE = 20.0
+STATE_BURST = 40
+
+
+class RoomFullError(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"This room is full ({limit} of {limit} people). Try again later.")
+
+
+class Signalling(Protocol):
+    """The WebSocket side of a participant, as seen by the room."""
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Participant:
+    def __init__(self, name: str, role: str, signalling: Signalling) -> None:
+        self.id = "p" + secrets.token_hex(6)
+        self.name = name
+        self.role = role
+        self.signalling = signalling
+        self.peer: Peer | None = None
+        self.state: dict[str, str] = {"mic": "none", "camera": "none"}
+        self.version = 0
+        self.state_limit = TokenBucket(STATE_RATE, STATE_BURST)
+        self.rate_limited = False
+
+    def __repr__(self) -> str:
+        return f"Participant({self.id})"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "state": dict(self.state),
+            "version": self.version,
+        }
+
+
+class Room:
+    """One open room: its participants and the forwarding between them."""
+
+    def __init__(
+        self,
+        info: RoomInfo,
+        rtc_configuration: RTCConfiguration,
+        on_empty: Callable[[Room], None],
+    ) -> None:
+        self.info = info
+        self.participants: dict[str, Participant] = {}
+        self.router = Router(info.id, self._send_track_map)
+        self._rtc_configuration = rtc_configuration
+        self._on_empty = on_empty
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def slot_count(self) -> int:
+        return self.info.limit - 1
+
+    def add(self, participant: Participant) -> None:
+        if len(self.participants) >= self.info.limit:
+            raise RoomFullError(self.info.limit)
+        self.participants[participant.id] = participant
+        logger.info(
+            "peer %s joined room %s as %s (%d present)",
+            participant.id,
+            self.id,
+            participant.role,
+            len(self.participants),
+        )
+        self._broadcast(
+            {"type": "joined", "participant": participant.describe()}, participant.id
+        )
+
+    async def remove(self, participant_id: str, reason: str) -> None:
+        participant = self.participants.pop(participant_id, None)
+        if participant is None:
+            return
+        self.router.remove(participant_id)
+        if participant.peer is not None:
+            await participant.peer.close()
+        logger.info(
+            "peer %s left room %s (%s, %d present)",
+            participant_id,
+            self.id,
+            reason,
+            len(self.participants),
+        )
+        self._broadcast({"type": "left", "id": participant_id, "reason": reason})
+        if not self.participants:
+            self._on_empty(self)
+
+    async def negotiate(self, participant: Participant, offer_sdp: str) -> str:
+        """Answer a participant's offer and start forwarding its media."""
+        if participant.peer is not None:
+            raise protocol.ProtocolError(
+                "bad_message", "This connection has already sent its offer."
+            )
+        peer = Peer(participant.id, self._rtc_configuration)
+        peer.on_message = self._on_data_message
+        peer.on_channel_open = self._on_channel_open
+        participant.peer = peer
+        return await peer.answer(offer_sdp, self.slot_count)
+
+    def start_forwarding(self, participant: Participant) -> None:
+        """Route media once the participant has its answer."""
+        if participant.peer is not None and participant.id in self.participants:
+            self.router.add(participant.peer)
+
+    def _send_track_map(self, peer: Peer) -> None:
+        participant = self.participants.get(peer.id)
+        if participant is not None:
+            participant.signalling.send({"type": "tracks", "mids": peer.track_map()})
+
+    def _on_channel_open(self, peer: Peer) -> None:
+        others = [p.describe() for p in self.participants.values() if p.id != peer.id]
+        peer.send(json.dumps({"type": "roster", "participants": others}))
+
+    def _on_data_message(self, peer: Peer, text: str | None) -> None:
+        participant = self.participants.get(peer.id)
+        if participant is None:
+            return
+        try:
+            version, state = protocol.parse_state_message(text)
+        except protocol.ProtocolError as exc:
+            logger.warning("x data channel of %s in room %s: %s", peer.id, self.id, exc)
+            peer.send(json.dumps(exc.as_message()))
+            return
+        if not participant.state_limit.take():
+            if not participant.rate_limited:
+                participant.rate_limited = True
+                logger.warning("x %s in room %s sends state too fast", peer.id, self.id)
+            return
+        participant.rate_limited = False
+        if version <= participant.version:
+            logger.debug("< stale state %d from %s ignored", version, peer.id)
+            return
+        participant.version = version
+        participant.state = state
+        self._broadcast(
+            {"type": "state", "id": participant.id, "version": version, "state": state},
+            participant.id,
+        )
+
+    def _broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
+        text = json.dumps(message)
+        for participant in self.participants.values():
+            if participant.id != exclude and participant.peer is not None:
+                participant.peer.send(text)
+
+    async def close(self) -> None:
+        for participant_id in list(self.participants):
+            await self.remove(participant_id, "closed")
+
+
+class RoomRegistry:
+    """The rooms open in this process, opened on first join, closed when empty."""
+
+    def __init__(self, rtc_configuration: RTCConfiguration) -> None:
+        self.rooms: dict[str, Room] = {}
+        self._rtc_configuration = rtc_configuration
+
+    def open(self, info: RoomInfo) -> Room:
+        room = self.rooms.get(info.id)
+        if room is None:
+            room = Room(info, self._rtc_configuration, self._close_empty)
+            self.rooms[info.id] = room
+            logger.info("room %s opened", info.id)
+        return room
+
+    def get(self, room_id: str) -> Room | None:
+        return self.rooms.get(room_id)
+
+    def _close_empty(self, room: Room) -> None:
+        if self.rooms.get(room.id) is room and not room.participants:
+            del self.rooms[room.id]
+            logger.info("room %s closed", room.id)
+
+    def participant_count(self, room_id: str) -> int:
+        room = self.rooms.get(room_id)
+        return len(room.participants) if room is not None else 0
+
+    async def close(self) -> None:
+        for room in list(self.rooms.values()):
+            await room.close()

@@ -1,0 +1,209 @@
+"""The signalling WebSocket of one participant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from sfu.peer import OfferError
+
+from . import protocol
+from .invites import InviteError, admit
+from .rooms import Participant, Room, RoomFullError, RoomRegistry
+from .storage import Storage
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_SIZE = 256 * 1024
+LIVENESS_TIMEOUT = 15.0
+MAX_BAD_MESSAGES = 20
+SEND_QUEUE_LIMIT = 1000
+CLOSE_LIVENESS = 4000
+
+
+class Session:
+    """Reads one participant's WebSocket, handles its messages in order, and
+    writes replies from a queue so that a slow client never blocks a room."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        storage: Storage,
+        registry: RoomRegistry,
+        ice_servers: list[dict[str, Any]],
+        remote: str,
+    ) -> None:
+        self.ws = ws
+        self.ice_servers = ice_servers
+        self.storage = storage
+        self.registry = registry
+        self.remote = remote
+        self.room: Room | None = None
+        self.participant: Participant | None = None
+        self.leave_reason = "closed"
+        self.bad_messages = 0
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
+            "join": self.handle_join,
+            "offer": self.handle_offer,
+            "ping": self.handle_ping,
+            "leave": self.handle_leave,
+        }
+
+    def __repr__(self) -> str:
+        who = self.participant.id if self.participant else "unjoined"
+        return f"Session({who}, {self.remote})"
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._outbox.qsize() >= SEND_QUEUE_LIMIT:
+            logger.warning("x %r does not read its messages; closing", self)
+            self._outbox.put_nowait(None)
+            return
+        self._outbox.put_nowait(message)
+
+    async def run(self) -> None:
+        self._writer = asyncio.create_task(self._write())
+        try:
+            await self._read()
+        finally:
+            self._outbox.put_nowait(None)
+            await self._writer
+            if self.room is not None and self.participant is not None:
+                await self.room.remove(self.participant.id, self.leave_reason)
+            if not self.ws.closed:
+                await self.ws.close()
+
+    async def _write(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            if message is None:
+                return
+            try:
+                await self.ws.send_str(json.dumps(message))
+            except ConnectionError:
+                return
+
+    async def _read(self) -> None:
+        while not self.ws.closed:
+            try:
+                msg = await self.ws.receive(timeout=LIVENESS_TIMEOUT)
+            except asyncio.TimeoutError:
+                logger.info("%r sent nothing for %.0f s; closing", self, LIVENESS_TIMEOUT)
+                self.leave_reason = "timeout"
+                await self.close(CLOSE_LIVENESS, "liveness timeout")
+                return
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
+            if msg.type == WSMsgType.ERROR:
+                logger.warning("x %r WebSocket error: %s", self, self.ws.exception())
+                return
+            text = msg.data if msg.type == WSMsgType.TEXT else None
+            await self._dispatch(text)
+
+    async def _dispatch(self, text: str | None) -> None:
+        try:
+            message = protocol.parse_message(text)
+            handler = self._handlers.get(message["type"])
+            if handler is None:
+                raise protocol.bad_message(
+                    f"Unknown message type {message['type'][:32]!r}."
+                )
+            if self.participant is None and handler != self.handle_join:
+                raise protocol.ProtocolError(
+                    "not_joined", "Send a join message first."
+                )
+            await handler(message)
+        except protocol.ProtocolError as exc:
+            await self._reject(exc)
+        except Exception:
+            # A bug must cost this participant its connection, not the server.
+            logger.exception("x %r: failed to handle a message", self)
+            self.send(
+                {
+                    "type": "error",
+                    "code": "internal_error",
+                    "message": "The server failed to handle this message.",
+                }
+            )
+            await self.close(WSCloseCode.INTERNAL_ERROR, "internal_error")
+
+    async def _reject(self, exc: protocol.ProtocolError) -> None:
+        self.bad_messages += 1
+        if self.bad_messages == 1 or self.bad_messages == MAX_BAD_MESSAGES:
+            logger.warning("x %r: %s (%s)", self, exc.message, exc.code)
+        self.send(exc.as_message())
+        if exc.code == "not_joined" or self.bad_messages >= MAX_BAD_MESSAGES:
+            await self.close(WSCloseCode.POLICY_VIOLATION, exc.code)
+
+    async def close(self, code: int, reason: str) -> None:
+        # Let the writer flush queued messages before the close frame.
+        self._outbox.put_nowait(None)
+        if self._writer is not None:
+            await asyncio.wait({self._writer}, timeout=2)
+        await self.ws.close(code=code, message=reason.encode())
+
+    async def _refuse(self, code: str, message: str) -> None:
+        self.send({"type": "error", "code": code, "message": message})
+        await self.close(WSCloseCode.POLICY_VIOLATION, code)
+
+    async def handle_join(self, message: dict[str, Any]) -> None:
+        if self.participant is not None:
+            raise protocol.bad_message("This connection has already joined.")
+        if message.get("version") != protocol.PROTOCOL_VERSION:
+            await self._refuse(
+                "unsupported_version",
+                f"This server speaks protocol version {protocol.PROTOCOL_VERSION}. "
+                "Reload the page to get the current client.",
+            )
+            return
+        name = protocol.clean_name(message.get("name"))
+        try:
+            info, invite = await admit(
+                self.storage, message.get("room"), message.get("token")
+            )
+        except InviteError as exc:
+            logger.warning("x %r: join refused, invalid invite", self)
+            await self._refuse(exc.code, str(exc))
+            return
+        room = self.registry.open(info)
+        participant = Participant(name, invite.role, self)
+        try:
+            room.add(participant)
+        except RoomFullError as exc:
+            logger.info("%r: room %s is full", self, info.id)
+            await self._refuse("room_full", str(exc))
+            return
+        self.room, self.participant = room, participant
+        self.send(
+            {
+                "type": "welcome",
+                "version": protocol.PROTOCOL_VERSION,
+                "participant": {"id": participant.id, "name": name, "role": invite.role},
+                "room": {"id": info.id, "name": info.name, "limit": info.limit},
+                "slots": room.slot_count,
+                "ice_servers": self.ice_servers,
+            }
+        )
+
+    async def handle_offer(self, message: dict[str, Any]) -> None:
+        sdp = protocol.require_str(message, "sdp", protocol.MAX_SDP_LENGTH)
+        assert self.room is not None and self.participant is not None
+        try:
+            answer = await self.room.negotiate(self.participant, sdp)
+        except OfferError as exc:
+            raise protocol.ProtocolError("bad_sdp", str(exc)) from exc
+        self.send({"type": "answer", "sdp": answer})
+        self.room.start_forwarding(self.participant)
+
+    async def handle_ping(self, message: dict[str, Any]) -> None:
+        self.send({"type": "pong"})
+
+    async def handle_leave(self, message: dict[str, Any]) -> None:
+        self.leave_reason = "leave"
+        await self.close(WSCloseCode.OK, "leave")

@@ -1,0 +1,202 @@
+"""A scripted participant: an aiortc peer that speaks the server's protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from sfu.frames import EncodedFrame
+
+
+class LoopTrack(MediaStreamTrack):
+    """Sends pre-encoded frames in a loop at their own pace."""
+
+    def __init__(self, kind: str, frames: list[EncodedFrame], period: float) -> None:
+        super().__init__()
+        self.kind = kind
+        self.frames = frames
+        self.period = period
+        self.sent: list[bytes] = []
+        self._index = 0
+        self._start: float | None = None
+        self._span = frames[-1].pts + (frames[1].pts - frames[0].pts)
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._index * self.period
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        loops, position = divmod(self._index, len(self.frames))
+        frame = self.frames[position]
+        self._index += 1
+        self.sent.append(frame.data)
+        return frame.with_pts(frame.pts + loops * self._span)
+
+
+class Bot:
+    """Joins a room over the WebSocket and one peer connection."""
+
+    def __init__(
+        self,
+        base_url: str,
+        room_id: str,
+        token: str,
+        name: str = "bot",
+        audio: LoopTrack | None = None,
+        video: LoopTrack | None = None,
+        slots: int | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.room_id = room_id
+        self.token = token
+        self.name = name
+        self.audio = audio
+        self.video = video
+        self.wanted_slots = slots
+        self.session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.welcome: dict[str, Any] = {}
+        self.mids: dict[str, str | None] = {}
+        self.received: dict[str, list[EncodedFrame]] = collections.defaultdict(list)
+        self.first_frame_at: dict[str, float] = {}
+        self.data_messages: list[dict[str, Any]] = []
+        self.ws_messages: list[dict[str, Any]] = []
+        self.channel: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._ws_reader: asyncio.Task[None] | None = None
+        self.joined_at = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.welcome["participant"]["id"]
+
+    async def connect(self) -> None:
+        self.session = aiohttp.ClientSession()
+        url = self.base_url.replace("http", "ws", 1) + "/ws"
+        self.ws = await self.session.ws_connect(url)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(json.dumps(message))
+
+    async def receive(self, timeout: float = 10.0) -> dict[str, Any]:
+        assert self.ws is not None
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"WebSocket closed: {msg.type} {msg.data} {msg.extra}")
+        return json.loads(msg.data)
+
+    async def join(self) -> None:
+        """Join the room and negotiate the peer connection."""
+        self.joined_at = time.monotonic()
+        await self.connect()
+        await self.send(
+            {
+                "type": "join",
+                "version": 1,
+                "token": self.token,
+                "room": self.room_id,
+                "name": self.name,
+            }
+        )
+        self.welcome = await self.receive()
+        if self.welcome["type"] != "welcome":
+            raise RuntimeError(f"join refused: {self.welcome}")
+        slots = self.welcome["slots"] if self.wanted_slots is None else self.wanted_slots
+        await self._negotiate(slots)
+        self._ws_reader = asyncio.create_task(self._read_ws())
+
+    async def _negotiate(self, slots: int) -> None:
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self.pc.addTransceiver(self.audio or "audio", direction="sendonly")
+        self.pc.addTransceiver(self.video or "video", direction="sendonly")
+        self.channel = self.pc.createDataChannel("state")
+        self.channel.on("message", self._on_data)
+        for _ in range(slots):
+            self.pc.addTransceiver("audio", direction="recvonly")
+            self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.on("track", self._on_track)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        while True:
+            message = await self.receive()
+            self._note(message)
+            if message["type"] == "answer":
+                break
+            if message["type"] == "error":
+                raise RuntimeError(f"offer refused: {message}")
+        await self.pc.setRemoteDescription(
+            RTCSessionDescription(sdp=message["sdp"], type="answer")
+        )
+
+    def _note(self, message: dict[str, Any]) -> None:
+        self.ws_messages.append(message)
+        if message["type"] == "tracks":
+            self.mids = message["mids"]
+
+    async def _read_ws(self) -> None:
+        try:
+            while True:
+                message = await self.receive(timeout=3600)
+                self._note(message)
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+
+    def _on_data(self, text: str) -> None:
+        self.data_messages.append(json.loads(text))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        transceiver = next(
+            t for t in self.pc.getTransceivers() if t.receiver.track is track
+        )
+        self._tasks.append(asyncio.create_task(self._consume(transceiver.mid, track)))
+
+    async def _consume(self, mid: str, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                publisher = self.mids.get(mid)
+                if publisher is None:
+                    continue
+                key = f"{publisher}/{track.kind}"
+                self.received[key].append(frame)
+                self.first_frame_at.setdefault(key, time.monotonic())
+        except MediaStreamError:
+            pass
+
+    def frames_from(self, publisher_id: str, kind: str = "video") -> list[EncodedFrame]:
+        return self.received.get(f"{publisher_id}/{kind}", [])
+
+    def send_state(self, version: int, mic: str = "on", camera: str = "on") -> None:
+        self.channel.send(
+            json.dumps(
+                {"type": "state", "version": version, "state": {"mic": mic, "camera": camera}}
+            )
+        )
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._ws_reader is not None:
+            self._ws_reader.cancel()
+        if self.pc is not None:
+            await self.pc.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self.session is not None:
+            await self.session.close()
