@@ -1,0 +1,5 @@
+"""Run the `coworking` command as `python -m server`."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,360 @@
+"""Server settings, read once from flags, the environment and a `.env` file."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+from .storage import MAX_ROOM_LIMIT, MIN_ROOM_LIMIT
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ICE_SERVER_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+MIN_ADMIN_TOKEN_LENGTH = 16
+DOTENV_PATH = Path(".env")
+
+
+class ConfigError(ValueError):
+    """Invalid setting. The message names the setting, the value and what is
+    accepted, except for secrets, whose value it never contains."""
+
+
+class Secret:
+    """A string whose repr() and str() are masked, so printing or logging a Secret
+    does not show the value. Only reveal() returns it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings. Build them with load_settings, which validates each value."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db_path: Path = Path("data/coworking.sqlite3")
+    # Base URL of invite links, for a server behind a reverse proxy. Empty means
+    # http://HOST:PORT, see `url`.
+    public_url: str = ""
+    # Addresses the SFU offers as ICE host candidates. Empty means every address of
+    # every interface.
+    ice_host_addresses: tuple[str, ...] = ()
+    # STUN and TURN URLs for browsers and for the server's peer connections. There is
+    # deliberately no public default server.
+    # NOTE: browsers reject turn: and turns: URLs without a username and credential,
+    # and this setting cannot carry those yet.
+    ice_servers: tuple[str, ...] = ()
+    admin_token: Secret | None = None  # bearer token for /api/admin/stats
+    room_limit: int = 25  # participant limit for new rooms
+    log_level: str = "INFO"
+
+    @property
+    def url(self) -> str:
+        """Base URL of invite links, without a trailing slash.
+
+        Without a public_url it is built from host and port. A wildcard host
+        (0.0.0.0 or ::) becomes the loopback address of the same family, which
+        makes a link that works on this machine only.
+        """
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host == "0.0.0.0":
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+# Setting name -> environment variable. load_settings reads only these.
+ENVIRONMENT_VARIABLES = {
+    "host": "COWORKING_HOST",
+    "port": "COWORKING_PORT",
+    "db_path": "COWORKING_DB",
+    "public_url": "COWORKING_PUBLIC_URL",
+    "ice_host_addresses": "COWORKING_ICE_HOST_ADDRESSES",
+    "ice_servers": "COWORKING_ICE_SERVERS",
+    "admin_token": "COWORKING_ADMIN_TOKEN",
+    "room_limit": "COWORKING_ROOM_LIMIT",
+    "log_level": "COWORKING_LOG_LEVEL",
+}
+
+# Setting name -> command-line flag, to name the source of a bad override.
+_FLAGS = {
+    "host": "--host",
+    "port": "--port",
+    "db_path": "--db",
+    "public_url": "--public-url",
+    "ice_host_addresses": "--ice-host-address",
+    "ice_servers": "--ice-server",
+    "log_level": "--log-level",
+}
+
+_HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_DOTENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def load_settings(
+    overrides: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Settings:
+    """Build the settings and raise ConfigError for any invalid value.
+
+    Each setting comes from the first source that has it: `overrides` (keyed by
+    Settings field name, None values skipped), then `environ`, then the `.env` file
+    in the current directory, then the Settings default. A variable that is set but
+    empty counts as set.
+    """
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(ENVIRONMENT_VARIABLES))
+    if unknown:
+        raise ConfigError(f"Unknown settings in overrides: {', '.join(unknown)}")
+
+    dotenv = read_dotenv(DOTENV_PATH)
+    values: dict[str, object] = {}
+    for field_name, variable in ENVIRONMENT_VARIABLES.items():
+        override = overrides.get(field_name)
+        if override is not None:
+            raw: object = override
+            source = _FLAGS.get(field_name, field_name)
+        elif variable in environ:
+            raw = environ[variable]
+            source = variable
+        elif variable in dotenv:
+            raw = dotenv[variable]
+            source = f"{variable} in {DOTENV_PATH}"
+        else:
+            continue
+        values[field_name] = _PARSERS[field_name](raw, source)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a `.env` file of KEY=VALUE lines and return its variables.
+
+    Blank lines and lines starting with # are skipped, an `export ` prefix is
+    allowed, and one pair of matching quotes around a value is removed. Return an
+    empty dict if the file does not exist. Raise ConfigError for a malformed line or
+    an unknown COWORKING_ variable, which is most likely a typo.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"Cannot read {path}: {error}") from error
+
+    variables: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("export "):
+            stripped = stripped[len("export ") :].lstrip()
+        key, separator, value = stripped.partition("=")
+        key = key.strip()
+        # The line itself stays out of the message because it may contain a secret.
+        if not separator or not _DOTENV_KEY.fullmatch(key):
+            raise ConfigError(
+                f"Invalid line {number} in {path}: expected KEY=VALUE or a # comment"
+            )
+        if key.startswith("COWORKING_") and key not in ENVIRONMENT_VARIABLES.values():
+            known = ", ".join(ENVIRONMENT_VARIABLES.values())
+            raise ConfigError(
+                f"Unknown variable {key} on line {number} in {path}. Known variables:"
+                f" {known}"
+            )
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        variables[key] = value
+    return variables
+
+
+def _parse_host(value: object, source: str) -> str:
+    message = f"{source} must be an IP address or a host name, got {value!r}"
+    if not isinstance(value, str):
+        raise ConfigError(message)
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not all(_HOSTNAME_LABEL.fullmatch(x) for x in labels):
+        raise ConfigError(message)
+    return host
+
+
+def _parse_integer(value: object, source: str, minimum: int, maximum: int) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        number = int(value.strip())
+    if number is None or not minimum <= number <= maximum:
+        raise ConfigError(
+            f"{source} must be an integer from {minimum} to {maximum}, got {value!r}"
+        )
+    return number
+
+
+def _parse_port(value: object, source: str) -> int:
+    return _parse_integer(value, source, 1, 65535)
+
+
+def _parse_room_limit(value: object, source: str) -> int:
+    return _parse_integer(value, source, MIN_ROOM_LIMIT, MAX_ROOM_LIMIT)
+
+
+def _parse_db_path(value: object, source: str) -> Path:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source} must be a file path, got {value!r}")
+    return Path(value.strip()).expanduser()
+
+
+def _parse_public_url(value: object, source: str) -> str:
+    message = (
+        f"{source} must be an http:// or https:// URL without a user name, query or"
+        f" fragment, such as https://cowork.example.org, got {value!r}"
+    )
+    if not isinstance(value, str):
+        raise ConfigError(message)
+    url = value.strip()
+    if not url:
+        return ""
+    if any(character.isspace() or not character.isprintable() for character in url):
+        raise ConfigError(message)
+    try:
+        parts = urlsplit(url)
+        _ = (
+            parts.port
+        )  # raises ValueError unless the port is an integer from 0 to 65535
+    except ValueError as error:
+        raise ConfigError(message) from error
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or url.endswith(("?", "#"))
+    ):
+        raise ConfigError(message)
+    return url.rstrip("/")
+
+
+def _split_list(value: object, source: str) -> list[str]:
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        items = list(value)
+    else:
+        raise ConfigError(
+            f"{source} must be a comma-separated string or a list of strings,"
+            f" got {value!r}"
+        )
+    return [item.strip() for item in items if item.strip()]
+
+
+def _parse_ice_host_addresses(value: object, source: str) -> tuple[str, ...]:
+    addresses = []
+    for item in _split_list(value, source):
+        try:
+            addresses.append(str(ipaddress.ip_address(item)))
+        except ValueError as error:
+            raise ConfigError(
+                f"{source} must be a comma-separated list of IP addresses, got {item!r}"
+            ) from error
+    return tuple(addresses)
+
+
+def _parse_ice_servers(value: object, source: str) -> tuple[str, ...]:
+    urls = []
+    for item in _split_list(value, source):
+        scheme_ok = item.startswith(ICE_SERVER_SCHEMES)
+        rest = item.partition(":")[2]
+        if (
+            not scheme_ok
+            or not rest
+            or any(c.isspace() or not c.isprintable() for c in item)
+        ):
+            raise ConfigError(
+                f"{source} must be a comma-separated list of URLs starting with"
+                f" stun:, stuns:, turn: or turns:, got {item!r}"
+            )
+        urls.append(item)
+    return tuple(urls)
+
+
+def _parse_admin_token(value: object, source: str) -> Secret | None:
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if not isinstance(value, str):
+        raise ConfigError(f"{source} must be a string")
+    token = value.strip()
+    if not token:
+        return None
+    # The messages give only the length, because the value is a secret.
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{source} must be at least {MIN_ADMIN_TOKEN_LENGTH} characters long, got"
+            f" {len(token)} characters. Generate one with: python3 -c 'import"
+            " secrets; print(secrets.token_urlsafe(24))'"
+        )
+    if any(character.isspace() or not character.isprintable() for character in token):
+        raise ConfigError(f"{source} must not contain spaces or control characters")
+    return Secret(token)
+
+
+def _parse_log_level(value: object, source: str) -> str:
+    level = value.strip().upper() if isinstance(value, str) else None
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            f"{source} must be one of {', '.join(LOG_LEVELS)}, got {value!r}"
+        )
+    return level
+
+
+_PARSERS: dict[str, Callable[[object, str], object]] = {
+    "host": _parse_host,
+    "port": _parse_port,
+    "db_path": _parse_db_path,
+    "public_url": _parse_public_url,
+    "ice_host_addresses": _parse_ice_host_addresses,
+    "ice_servers": _parse_ice_servers,
+    "admin_token": _parse_admin_token,
+    "room_limit": _parse_room_limit,
+    "log_level": _parse_log_level,
+}
