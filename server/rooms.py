@@ -39,6 +39,8 @@ class Signalling(Protocol):
 
     def send(self, message: dict[str, Any]) -> None: ...
 
+    def disconnect(self, reason: str) -> None: ...
+
 
 class TokenBucket:
     def __init__(self, rate: float, burst: int) -> None:
@@ -147,6 +149,7 @@ class Room:
         peer = Peer(participant.id, self._rtc_configuration)
         peer.on_message = self._on_data_message
         peer.on_channel_open = self._on_channel_open
+        peer.on_failed = self._on_peer_failed
         participant.peer = peer
         return await peer.answer(offer_sdp, self.slot_count)
 
@@ -159,6 +162,12 @@ class Room:
         participant = self.participants.get(peer.id)
         if participant is not None:
             participant.signalling.send({"type": "tracks", "mids": peer.track_map()})
+
+    def _on_peer_failed(self, peer: Peer) -> None:
+        participant = self.participants.get(peer.id)
+        if participant is not None:
+            logger.info("peer %s in room %s lost its media connection", peer.id, self.id)
+            participant.signalling.disconnect("media connection failed")
 
     def _on_channel_open(self, peer: Peer) -> None:
         others = [p.describe() for p in self.participants.values() if p.id != peer.id]

@@ -24,6 +24,7 @@ LIVENESS_TIMEOUT = 15.0
 MAX_BAD_MESSAGES = 20
 SEND_QUEUE_LIMIT = 1000
 CLOSE_LIVENESS = 4000
+CLOSE_MEDIA_FAILED = 4001
 
 
 class Session:
@@ -49,6 +50,7 @@ class Session:
         self.bad_messages = 0
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             "join": self.handle_join,
             "offer": self.handle_offer,
@@ -66,6 +68,11 @@ class Session:
             self._outbox.put_nowait(None)
             return
         self._outbox.put_nowait(message)
+
+    def disconnect(self, reason: str) -> None:
+        """Close the connection soon; the client may reconnect."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self.close(CLOSE_MEDIA_FAILED, reason))
 
     async def run(self) -> None:
         self._writer = asyncio.create_task(self._write())

@@ -1,0 +1,56 @@
+"""Headless Chromium participants with fake cameras, driven by Playwright."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+
+# Y, U, V values of solid colours that survive a VP8 round trip recognisably.
+COLOURS = {
+    "red": (81, 90, 240),
+    "blue": (41, 240, 110),
+    "green": (145, 54, 34),
+}
+
+BROWSER_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    # WebRTC ignores loopback addresses unless told otherwise, and loopback is
+    # the only interface in the test namespace.
+    "--allow-loopback-in-peer-connection",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def write_y4m(path: Path, colour: str, width: int = 320, height: int = 240) -> Path:
+    """Write a one-second solid-colour clip that Chromium loops as its camera."""
+    y, u, v = COLOURS[colour]
+    frame = (
+        b"FRAME\n"
+        + bytes([y]) * (width * height)
+        + bytes([u]) * (width * height // 4)
+        + bytes([v]) * (width * height // 4)
+    )
+    header = f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode()
+    path.write_bytes(header + frame * 15)
+    return path
+
+
+def is_colour(rgb: list[int] | None, colour: str) -> bool:
+    """Tell whether an RGB triple read back from a video is the named colour."""
+    if rgb is None:
+        return False
+    r, g, b = rgb
+    if colour == "red":
+        return r > 180 and g < 80 and b < 80
+    if colour == "blue":
+        return b > 180 and r < 80 and g < 80
+    if colour == "green":
+        return g > 150 and r < 100 and b < 100
+    raise ValueError(f"unknown colour {colour!r}")
