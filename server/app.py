@@ -24,7 +24,7 @@ from .config import Settings
 from .invites import InviteError, admit, make_link
 from .rooms import RoomRegistry
 from .signalling import MAX_FRAME_SIZE, Session
-from .storage import ROLE_HOST, ROLE_GUEST, Storage
+from .storage import ROLE_GUEST, ROLE_HOST, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +138,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             request.headers.get("Origin", "")[:100],
             request.remote,
         )
-        raise web.HTTPForbidden(text="WebSocket connections from other sites are refused.")
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE, compress=False)
+        raise web.HTTPForbidden(
+            text="WebSocket connections from other sites are refused."
+        )
+    # aiohttp rejects a message of max_msg_size bytes or more.
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE + 1, compress=False)
     await ws.prepare(request)
     settings = request.app[SETTINGS]
     session = Session(

@@ -89,8 +89,6 @@ def parse_state_message(text: str | None) -> tuple[int, dict[str, str]]:
     for field in STATE_FIELDS:
         value = state.get(field)
         if value not in STATE_VALUES:
-            raise bad_message(
-                f'State field "{field}" must be "on", "off" or "none".'
-            )
+            raise bad_message(f'State field "{field}" must be "on", "off" or "none".')
         result[field] = value
     return version, result

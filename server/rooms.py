@@ -7,6 +7,7 @@ changing the signalling code.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -31,7 +32,9 @@ STATE_BURST = 40
 
 class RoomFullError(Exception):
     def __init__(self, limit: int) -> None:
-        super().__init__(f"This room is full ({limit} of {limit} people). Try again later.")
+        super().__init__(
+            f"This room is full ({limit} of {limit} people). Try again later."
+        )
 
 
 class Signalling(Protocol):
@@ -70,6 +73,8 @@ class Participant:
         self.version = 0
         self.state_limit = TokenBucket(STATE_RATE, STATE_BURST)
         self.rate_limited = False
+        self.bad_messages = 0
+        self.pending_relay: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"Participant({self.id})"
@@ -127,6 +132,8 @@ class Room:
         if participant is None:
             return
         self.router.remove(participant_id)
+        if participant.pending_relay is not None:
+            participant.pending_relay.cancel()
         if participant.peer is not None:
             await participant.peer.close()
         logger.info(
@@ -166,7 +173,9 @@ class Room:
     def _on_peer_failed(self, peer: Peer) -> None:
         participant = self.participants.get(peer.id)
         if participant is not None:
-            logger.info("peer %s in room %s lost its media connection", peer.id, self.id)
+            logger.info(
+                "peer %s in room %s lost its media connection", peer.id, self.id
+            )
             participant.signalling.disconnect("media connection failed")
 
     def _on_channel_open(self, peer: Peer) -> None:
@@ -180,22 +189,53 @@ class Room:
         try:
             version, state = protocol.parse_state_message(text)
         except protocol.ProtocolError as exc:
-            logger.warning("x data channel of %s in room %s: %s", peer.id, self.id, exc)
+            participant.bad_messages += 1
+            if participant.bad_messages % 1000 == 1:
+                logger.warning(
+                    "x data channel of %s in room %s: %s (%d bad messages)",
+                    peer.id,
+                    self.id,
+                    exc,
+                    participant.bad_messages,
+                )
             peer.send(json.dumps(exc.as_message()))
             return
-        if not participant.state_limit.take():
-            if not participant.rate_limited:
-                participant.rate_limited = True
-                logger.warning("x %s in room %s sends state too fast", peer.id, self.id)
-            return
-        participant.rate_limited = False
         if version <= participant.version:
             logger.debug("< stale state %d from %s ignored", version, peer.id)
             return
+        # The newest state is always kept; a sender over the rate limit has
+        # its latest state relayed once the limit allows.
         participant.version = version
         participant.state = state
+        if participant.state_limit.take():
+            self._relay_state(participant)
+        elif participant.pending_relay is None:
+            if not participant.rate_limited:
+                participant.rate_limited = True
+                logger.warning("x %s in room %s sends state too fast", peer.id, self.id)
+            participant.pending_relay = asyncio.get_running_loop().call_later(
+                1 / STATE_RATE, self._relay_pending_state, participant
+            )
+
+    def _relay_pending_state(self, participant: Participant) -> None:
+        participant.pending_relay = None
+        if participant.id not in self.participants:
+            return
+        if not participant.state_limit.take():
+            participant.pending_relay = asyncio.get_running_loop().call_later(
+                1 / STATE_RATE, self._relay_pending_state, participant
+            )
+            return
+        self._relay_state(participant)
+
+    def _relay_state(self, participant: Participant) -> None:
         self._broadcast(
-            {"type": "state", "id": participant.id, "version": version, "state": state},
+            {
+                "type": "state",
+                "id": participant.id,
+                "version": participant.version,
+                "state": participant.state,
+            },
             participant.id,
         )
 

@@ -101,7 +101,9 @@ class Session:
             try:
                 msg = await self.ws.receive(timeout=LIVENESS_TIMEOUT)
             except asyncio.TimeoutError:
-                logger.info("%r sent nothing for %.0f s; closing", self, LIVENESS_TIMEOUT)
+                logger.info(
+                    "%r sent nothing for %.0f s; closing", self, LIVENESS_TIMEOUT
+                )
                 self.leave_reason = "timeout"
                 await self.close(CLOSE_LIVENESS, "liveness timeout")
                 return
@@ -122,9 +124,7 @@ class Session:
                     f"Unknown message type {message['type'][:32]!r}."
                 )
             if self.participant is None and handler != self.handle_join:
-                raise protocol.ProtocolError(
-                    "not_joined", "Send a join message first."
-                )
+                raise protocol.ProtocolError("not_joined", "Send a join message first.")
             await handler(message)
         except protocol.ProtocolError as exc:
             await self._reject(exc)
@@ -191,7 +191,11 @@ class Session:
             {
                 "type": "welcome",
                 "version": protocol.PROTOCOL_VERSION,
-                "participant": {"id": participant.id, "name": name, "role": invite.role},
+                "participant": {
+                    "id": participant.id,
+                    "name": name,
+                    "role": invite.role,
+                },
                 "room": {"id": info.id, "name": info.name, "limit": info.limit},
                 "slots": room.slot_count,
                 "ice_servers": self.ice_servers,

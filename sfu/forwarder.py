@@ -94,7 +94,9 @@ class TrackForwarder:
     async def _retry_keyframe_requests(self) -> None:
         while True:
             await asyncio.sleep(KEYFRAME_RETRY_INTERVAL)
-            waiting = [s for s in self._subscribers if s.started and s.waiting_for_keyframe]
+            waiting = [
+                s for s in self._subscribers if s.started and s.waiting_for_keyframe
+            ]
             if not waiting:
                 return
             self._last_request = time.monotonic()

@@ -84,7 +84,10 @@ class PassthroughDecoder:
         data = encoded_frame.data
         return [
             EncodedFrame(
-                data, encoded_frame.timestamp, self.time_base, self.detect_keyframe(data)
+                data,
+                encoded_frame.timestamp,
+                self.time_base,
+                self.detect_keyframe(data),
             )
         ]
 

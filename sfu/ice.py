@@ -21,7 +21,9 @@ def set_host_addresses(addresses: Sequence[str]) -> None:
     chosen = list(addresses)
 
     def host_addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+        return [
+            a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
+        ]
 
     aioice.ice.get_host_addresses = host_addresses
     logger.info("ICE host candidates limited to %s", ", ".join(chosen))

@@ -71,6 +71,17 @@ def check_layout(description: aiortc_sdp.SessionDescription, max_slots: int) -> 
     video, then pairs of receive-only audio and video. The data channel's
     section may sit anywhere: browsers and aiortc place it differently.
     """
+    for section in description.media:
+        if not section.dtls or not section.dtls.fingerprints:
+            raise OfferError(
+                "Every media section of the offer needs a DTLS fingerprint."
+            )
+        if (
+            not section.ice
+            or not section.ice.usernameFragment
+            or not section.ice.password
+        ):
+            raise OfferError("Every media section of the offer needs ICE credentials.")
     media = [m for m in description.media if m.kind != "application"]
     if len(description.media) - len(media) > 1:
         raise OfferError("The offer may have at most one data channel section.")
@@ -158,7 +169,10 @@ class Peer:
             )
         for index in range(slot_count):
             slot = Slot(index, SlotTrack("audio"), SlotTrack("video"))
-            for track, codecs in ((slot.audio, audio_codecs), (slot.video, video_codecs)):
+            for track, codecs in (
+                (slot.audio, audio_codecs),
+                (slot.video, video_codecs),
+            ):
                 transceiver = self.pc.addTransceiver(track, direction="sendonly")
                 transceiver.setCodecPreferences(codecs)
                 self._prepare_sender(transceiver, slot, track)

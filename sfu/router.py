@@ -17,9 +17,7 @@ class Router:
     changed, so that the signalling layer can send it the new track map.
     """
 
-    def __init__(
-        self, room_id: str, on_tracks_changed: Callable[[Peer], None]
-    ) -> None:
+    def __init__(self, room_id: str, on_tracks_changed: Callable[[Peer], None]) -> None:
         self.room_id = room_id
         self.peers: dict[str, Peer] = {}
         self._on_tracks_changed = on_tracks_changed

@@ -59,9 +59,11 @@ async def open_page(launch_browser: Launch) -> AsyncIterator[OpenPage]:
         page.on("pageerror", lambda error: print(f"[{colour}] page error: {error}"))
         page.on(
             "console",
-            lambda msg: print(f"[{colour}] console {msg.type}: {msg.text}")
-            if msg.type in ("error", "warning")
-            else None,
+            lambda msg: (
+                print(f"[{colour}] console {msg.type}: {msg.text}")
+                if msg.type in ("error", "warning")
+                else None
+            ),
         )
         await page.goto(url)
         return page

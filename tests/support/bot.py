@@ -6,6 +6,7 @@ import asyncio
 import collections
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -78,6 +79,9 @@ class Bot:
         self._tasks: list[asyncio.Task[Any]] = []
         self._ws_reader: asyncio.Task[None] | None = None
         self.joined_at = 0.0
+        # Close code of the WebSocket and time.monotonic() when the close arrived.
+        self.close_code: int | None = None
+        self.closed_at: float | None = None
 
     @property
     def id(self) -> str:
@@ -95,8 +99,13 @@ class Bot:
     async def receive(self, timeout: float = 10.0) -> dict[str, Any]:
         assert self.ws is not None
         msg = await self.ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT and self.close_code is None:
+            self.close_code = self.ws.close_code
+            self.closed_at = time.monotonic()
         if msg.type != aiohttp.WSMsgType.TEXT:
-            raise ConnectionError(f"WebSocket closed: {msg.type} {msg.data} {msg.extra}")
+            raise ConnectionError(
+                f"WebSocket closed: {msg.type} {msg.data} {msg.extra}"
+            )
         return json.loads(msg.data)
 
     async def join(self) -> None:
@@ -115,7 +124,9 @@ class Bot:
         self.welcome = await self.receive()
         if self.welcome["type"] != "welcome":
             raise RuntimeError(f"join refused: {self.welcome}")
-        slots = self.welcome["slots"] if self.wanted_slots is None else self.wanted_slots
+        slots = (
+            self.welcome["slots"] if self.wanted_slots is None else self.wanted_slots
+        )
         await self._negotiate(slots)
         self._ws_reader = asyncio.create_task(self._read_ws())
 
@@ -179,13 +190,61 @@ class Bot:
         except MediaStreamError:
             pass
 
+    async def wait_data(
+        self,
+        kind: str,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Wait for a data-channel message of type `kind` that `match` accepts.
+
+        Messages that arrived earlier count too, and the first match is returned.
+        """
+        return await _wait_for(self.data_messages, kind, match, timeout)
+
+    async def wait_ws(
+        self,
+        kind: str,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Wait for a WebSocket message after the answer, as `wait_data` does."""
+        return await _wait_for(self.ws_messages, kind, match, timeout)
+
+    def keepalive(self, interval: float = 2.0) -> None:
+        """Send `ping` every `interval` seconds until close()."""
+        self._tasks.append(asyncio.create_task(self._ping(interval)))
+
+    async def _ping(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.send({"type": "ping"})
+            except ConnectionError:
+                return
+
+    async def leave(self) -> None:
+        await self.send({"type": "leave"})
+
+    async def drop(self) -> None:
+        """Close the HTTP session under the WebSocket without a close frame or
+        `leave`, and leave the peer connection open, like a crashed client."""
+        for task in self._tasks:
+            task.cancel()
+        assert self.session is not None
+        await self.session.close()
+
     def frames_from(self, publisher_id: str, kind: str = "video") -> list[EncodedFrame]:
         return self.received.get(f"{publisher_id}/{kind}", [])
 
     def send_state(self, version: int, mic: str = "on", camera: str = "on") -> None:
         self.channel.send(
             json.dumps(
-                {"type": "state", "version": version, "state": {"mic": mic, "camera": camera}}
+                {
+                    "type": "state",
+                    "version": version,
+                    "state": {"mic": mic, "camera": camera},
+                }
             )
         )
 
@@ -200,3 +259,21 @@ class Bot:
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
+
+
+async def _wait_for(
+    messages: list[dict[str, Any]],
+    kind: str,
+    match: Callable[[dict[str, Any]], bool] | None,
+    timeout: float,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        for message in messages:
+            if message.get("type") == kind and (match is None or match(message)):
+                return message
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"no {kind!r} message within {timeout} s; got {messages!r}"
+            )
+        await asyncio.sleep(0.02)

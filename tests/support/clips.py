@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import array
 import fractions
 import math
-
-import array
 
 import av
 

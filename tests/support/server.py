@@ -84,7 +84,9 @@ class ServerProcess:
     def log_text(self) -> str:
         return "".join(self.output)
 
-    async def create_room(self, name: str = "Test room", limit: int = 25) -> dict[str, Any]:
+    async def create_room(
+        self, name: str = "Test room", limit: int = 25
+    ) -> dict[str, Any]:
         """Create a room in the server's database, as `coworking room create` does."""
         storage = await SqliteStorage.open(self.db_path)
         try:
