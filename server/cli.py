@@ -201,8 +201,10 @@ def configure_logging(level: str) -> None:
     """Send log records of `level` and above to stdout, with time, level and logger."""
     logging.basicConfig(level=level, stream=sys.stdout, format=LOG_FORMAT, force=True)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # aioice logs every connectivity check at info level.
+        # aioice logs every connectivity check and aiohttp every request at
+        # info level; both are per-message detail here.
         logging.getLogger("aioice").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def _format_time(timestamp: float) -> str:

@@ -131,11 +131,6 @@ class Room:
         participant = self.participants.pop(participant_id, None)
         if participant is None:
             return
-        self.router.remove(participant_id)
-        if participant.pending_relay is not None:
-            participant.pending_relay.cancel()
-        if participant.peer is not None:
-            await participant.peer.close()
         logger.info(
             "peer %s left room %s (%s, %d present)",
             participant_id,
@@ -143,7 +138,12 @@ class Room:
             reason,
             len(self.participants),
         )
+        self.router.remove(participant_id)
+        if participant.pending_relay is not None:
+            participant.pending_relay.cancel()
         self._broadcast({"type": "left", "id": participant_id, "reason": reason})
+        if participant.peer is not None:
+            await participant.peer.close()
         if not self.participants:
             self._on_empty(self)
 
