@@ -25,6 +25,10 @@ from .storage import Room as RoomInfo
 
 logger = logging.getLogger(__name__)
 
+# Receive slots a participant's offer has beyond the others present when it
+# joins, and the step by which the server asks it for more.
+SLOT_STEP = 4
+
 # State messages a participant may send per second on average, and in a burst.
 STATE_RATE = 20.0
 STATE_BURST = 40
@@ -100,7 +104,7 @@ class Room:
     ) -> None:
         self.info = info
         self.participants: dict[str, Participant] = {}
-        self.router = Router(info.id, self._send_track_map)
+        self.router = Router(info.id, self._send_track_map, self._request_slots)
         self._rtc_configuration = rtc_configuration
         self._on_empty = on_empty
 
@@ -109,8 +113,12 @@ class Room:
         return self.info.id
 
     @property
-    def slot_count(self) -> int:
+    def max_slots(self) -> int:
         return self.info.limit - 1
+
+    def initial_slots(self) -> int:
+        """Return how many receive slots a newcomer's first offer should have."""
+        return min(self.max_slots, len(self.participants) - 1 + SLOT_STEP)
 
     def add(self, participant: Participant) -> None:
         if len(self.participants) >= self.info.limit:
@@ -148,27 +156,36 @@ class Room:
             self._on_empty(self)
 
     async def negotiate(self, participant: Participant, offer_sdp: str) -> str:
-        """Answer a participant's offer and start forwarding its media."""
-        if participant.peer is not None:
-            raise protocol.ProtocolError(
-                "bad_message", "This connection has already sent its offer."
-            )
-        peer = Peer(participant.id, self._rtc_configuration)
-        peer.on_message = self._on_data_message
-        peer.on_channel_open = self._on_channel_open
-        peer.on_failed = self._on_peer_failed
-        participant.peer = peer
-        return await peer.answer(offer_sdp, self.slot_count)
+        """Answer a participant's first or later offer and return the answer."""
+        peer = participant.peer
+        if peer is None:
+            peer = Peer(participant.id, self._rtc_configuration)
+            peer.on_message = self._on_data_message
+            peer.on_channel_open = self._on_channel_open
+            peer.on_failed = self._on_peer_failed
+            participant.peer = peer
+        return await peer.answer(offer_sdp, self.max_slots)
 
     def start_forwarding(self, participant: Participant) -> None:
-        """Route media once the participant has its answer."""
-        if participant.peer is not None and participant.id in self.participants:
-            self.router.add(participant.peer)
+        """Route media to and from the participant once it has its answer."""
+        peer = participant.peer
+        if peer is None or participant.id not in self.participants:
+            return
+        if peer.id in self.router.peers:
+            self.router.fill(peer)
+        else:
+            self.router.add(peer)
 
     def _send_track_map(self, peer: Peer) -> None:
         participant = self.participants.get(peer.id)
         if participant is not None:
             participant.signalling.send({"type": "tracks", "mids": peer.track_map()})
+
+    def _request_slots(self, peer: Peer, waiting: int) -> None:
+        participant = self.participants.get(peer.id)
+        if participant is not None:
+            count = min(self.max_slots, len(peer.slots) + max(waiting, SLOT_STEP))
+            participant.signalling.send({"type": "slots", "count": count})
 
     def _on_peer_failed(self, peer: Peer) -> None:
         participant = self.participants.get(peer.id)

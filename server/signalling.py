@@ -197,7 +197,7 @@ class Session:
                     "role": invite.role,
                 },
                 "room": {"id": info.id, "name": info.name, "limit": info.limit},
-                "slots": room.slot_count,
+                "slots": room.initial_slots(),
                 "ice_servers": self.ice_servers,
             }
         )

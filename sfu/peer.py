@@ -134,13 +134,23 @@ class Peer:
         return f"Peer({self.id})"
 
     async def answer(self, offer_sdp: str, max_slots: int) -> str:
-        """Apply the participant's offer and return the SDP answer."""
+        """Apply the participant's offer and return the SDP answer.
+
+        A later offer on the same connection may add receive slots; it must
+        keep every section the earlier offers had.
+        """
         try:
             description = aiortc_sdp.SessionDescription.parse(offer_sdp)
         except Exception as exc:  # the parser raises many kinds of errors
             raise OfferError(f"The offer is not valid SDP: {exc}") from exc
         slot_count = check_layout(description, max_slots)
-        self._add_transceivers(slot_count)
+        if slot_count < len(self.slots):
+            raise OfferError(
+                f"The offer has {slot_count} receive slots; it may add slots "
+                f"but not remove any of the {len(self.slots)} negotiated."
+            )
+        first = not self.pc.getTransceivers()
+        self._add_transceivers(first, slot_count)
 
         try:
             await self.pc.setRemoteDescription(
@@ -150,7 +160,8 @@ class Peer:
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise OfferError(f"The offer could not be applied: {exc}") from exc
 
-        self._start_forwarders(publisher_ssrcs(description))
+        if first:
+            self._start_forwarders(publisher_ssrcs(description))
         transceivers = self.pc.getTransceivers()
         for slot in self.slots:
             slot.audio_mid = transceivers[2 + 2 * slot.index].mid
@@ -158,16 +169,16 @@ class Peer:
         logger.debug("- %r answered with %d slots", self, slot_count)
         return self.pc.localDescription.sdp
 
-    def _add_transceivers(self, slot_count: int) -> None:
+    def _add_transceivers(self, first: bool, slot_count: int) -> None:
         audio_codecs = codec_preferences("audio", "audio/opus")
         video_codecs = codec_preferences("video", self.video_codec)
         # aiortc pairs offered sections with transceivers of the same kind in
         # the order they were added, so this order mirrors the offer's.
-        for kind, codecs in (("audio", audio_codecs), ("video", video_codecs)):
-            self.pc.addTransceiver(kind, direction="recvonly").setCodecPreferences(
-                codecs
-            )
-        for index in range(slot_count):
+        if first:
+            for kind, codecs in (("audio", audio_codecs), ("video", video_codecs)):
+                transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+                transceiver.setCodecPreferences(codecs)
+        for index in range(len(self.slots), slot_count):
             slot = Slot(index, SlotTrack("audio"), SlotTrack("video"))
             for track, codecs in (
                 (slot.audio, audio_codecs),

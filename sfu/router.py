@@ -15,53 +15,79 @@ class Router:
 
     ``on_tracks_changed`` is called with each peer whose slot assignment
     changed, so that the signalling layer can send it the new track map.
+    ``on_slots_needed`` is called with a peer and the number of publishers
+    waiting for a free slot of it; the peer is expected to offer more slots,
+    after which :meth:`fill` assigns them.
     """
 
-    def __init__(self, room_id: str, on_tracks_changed: Callable[[Peer], None]) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        on_tracks_changed: Callable[[Peer], None],
+        on_slots_needed: Callable[[Peer, int], None],
+    ) -> None:
         self.room_id = room_id
         self.peers: dict[str, Peer] = {}
         self._on_tracks_changed = on_tracks_changed
+        self._on_slots_needed = on_slots_needed
+        # Publisher ids per subscriber id, in arrival order, that found no
+        # free slot.
+        self._waiting: dict[str, list[str]] = {}
 
     def add(self, peer: Peer) -> None:
         """Start forwarding between ``peer`` and every peer already here."""
         changed = {peer}
         for other in self.peers.values():
-            if self._link(other, peer):
-                changed.add(peer)
+            self._link(other, peer)
             if self._link(peer, other):
                 changed.add(other)
         self.peers[peer.id] = peer
         for each in changed:
             self._on_tracks_changed(each)
+        for each in list(self.peers.values()):
+            self._request_slots(each)
+
+    def fill(self, peer: Peer) -> None:
+        """Give publishers waiting for ``peer``'s slots the slots it now has."""
+        waiting = self._waiting.pop(peer.id, [])
+        for publisher_id in waiting:
+            publisher = self.peers.get(publisher_id)
+            if publisher is not None and peer.slot_of(publisher_id) is None:
+                self._link(publisher, peer)
+        self._on_tracks_changed(peer)
+        self._request_slots(peer)
 
     def remove(self, peer_id: str) -> Peer | None:
         """Stop forwarding to and from a peer; the caller closes it."""
         peer = self.peers.pop(peer_id, None)
         if peer is None:
             return None
+        self._waiting.pop(peer_id, None)
         for slot in peer.slots:
             slot.audio.detach()
             slot.video.detach()
             slot.publisher_id = None
         for other in self.peers.values():
+            waiting = self._waiting.get(other.id)
+            if waiting and peer_id in waiting:
+                waiting.remove(peer_id)
             slot = other.slot_of(peer_id)
             if slot is None:
                 continue
             slot.audio.detach()
             slot.video.detach()
             slot.publisher_id = None
+            if waiting:
+                self._link(self.peers[waiting.pop(0)], other)
             self._on_tracks_changed(other)
         return peer
 
     def _link(self, publisher: Peer, subscriber: Peer) -> bool:
         slot = subscriber.free_slot()
         if slot is None:
-            logger.warning(
-                "x room %s: %r has no free receive slot for %r",
-                self.room_id,
-                subscriber,
-                publisher,
-            )
+            waiting = self._waiting.setdefault(subscriber.id, [])
+            if publisher.id not in waiting:
+                waiting.append(publisher.id)
             return False
         slot.publisher_id = publisher.id
         audio = publisher.forwarders.get("audio")
@@ -71,3 +97,11 @@ class Router:
         if video is not None:
             slot.video.attach(video)
         return True
+
+    def _request_slots(self, peer: Peer) -> None:
+        waiting = self._waiting.get(peer.id)
+        if waiting:
+            logger.debug(
+                "- room %s: %r needs %d more slots", self.room_id, peer, len(waiting)
+            )
+            self._on_slots_needed(peer, len(waiting))

@@ -14,6 +14,8 @@ const PING_INTERVAL_MS = 5000;
 const SERVER_SILENCE_LIMIT_MS = 15000;
 const TICK_INTERVAL_MS = 1000;
 const ICE_GATHERING_TIMEOUT_MS = 3000;
+/** Receive slots a connection offers at most, whatever the server asks. */
+const MAX_SLOTS = 99;
 const LEAVE_CLOSE_TIMEOUT_MS = 1000;
 const RECONNECT_DELAYS_MS = [1000, 2000, 4000, 8000, 10000];
 
@@ -58,6 +60,15 @@ class Session {
         this.audioSender = null;
         /** @type {RTCRtpSender|null} */
         this.videoSender = null;
+
+        /** Receive slots (audio and video pairs) offered so far. */
+        this.slotCount = 0;
+        /** Offers run one after another; this is the latest in the chain. */
+        /** @type {Promise<void>} */
+        this.negotiation = Promise.resolve();
+        /** Resolves the pending offer once its answer is applied. */
+        /** @type {(() => void)|null} */
+        this.answered = null;
 
         /** Data-channel messages waiting for the channel to open. */
         /** @type {object[]} */
@@ -362,6 +373,9 @@ export class RoomConnection {
         case 'tracks':
             this.#onTracks(session, message);
             break;
+        case 'slots':
+            this.#onSlots(session, message);
+            break;
         case 'pong':
             break;
         case 'error':
@@ -450,13 +464,6 @@ export class RoomConnection {
             this.#onDataMessage(session, event.data);
         });
 
-        const slots = Number.isInteger(welcome.slots) && welcome.slots > 0
-            ? welcome.slots : 0;
-        for (let slot = 0; slot < slots; slot++) {
-            pc.addTransceiver('audio', {direction: 'recvonly'});
-            pc.addTransceiver('video', {direction: 'recvonly'});
-        }
-
         pc.addEventListener('track', (event) => {
             const mid = event.transceiver.mid;
             if (session.closed || mid === null) {
@@ -469,6 +476,28 @@ export class RoomConnection {
             this.#onPeerState(session);
         });
 
+        const slots = Number.isInteger(welcome.slots) && welcome.slots > 0
+            ? welcome.slots : 0;
+        session.negotiation = this.#offer(session, slots);
+        await session.negotiation;
+    }
+
+    /**
+     * Grows the receive slots to `slots` pairs, sends an offer and waits
+     * until its answer is applied. The first offer waits for ICE gathering;
+     * later ones reuse the gathered candidates.
+     * @param {Session} session
+     * @param {number} slots
+     */
+    async #offer(session, slots) {
+        const pc = session.pc;
+        if (!pc || session.closed) {
+            return;
+        }
+        for (; session.slotCount < slots; session.slotCount++) {
+            pc.addTransceiver('audio', {direction: 'recvonly'});
+            pc.addTransceiver('video', {direction: 'recvonly'});
+        }
         await pc.setLocalDescription(await pc.createOffer());
         const complete = await waitForIceGathering(pc, ICE_GATHERING_TIMEOUT_MS);
         if (session.closed) {
@@ -479,7 +508,34 @@ export class RoomConnection {
                 `ICE gathering did not complete in ${ICE_GATHERING_TIMEOUT_MS} ms;`
                 + ' sending the candidates gathered so far.');
         }
+        const answered = new Promise((resolve) => {
+            session.answered = () => resolve(undefined);
+        });
         this.#send(session, {type: 'offer', sdp: pc.localDescription?.sdp ?? ''});
+        await answered;
+    }
+
+    /**
+     * Offers more receive slots when the server asks: the room has more
+     * people than this connection can show.
+     * @param {Session} session
+     * @param {any} message
+     */
+    #onSlots(session, message) {
+        const count = message.count;
+        if (!Number.isInteger(count) || count <= 0 || count > MAX_SLOTS) {
+            console.warn('Ignored a slots message with an invalid count.');
+            return;
+        }
+        session.negotiation = session.negotiation.then(() => {
+            if (count > session.slotCount) {
+                return this.#offer(session, count);
+            }
+            return undefined;
+        }).catch((error) => {
+            console.error('Renegotiation failed:', error);
+            this.#restart(session);
+        });
     }
 
     /**
@@ -504,6 +560,9 @@ export class RoomConnection {
                 + 'Reload the page to try again.');
             return;
         }
+        const answered = session.answered;
+        session.answered = null;
+        answered?.();
         this.#updateStreams(session);
     }
 

@@ -159,7 +159,8 @@ async def test_join_valid_invite_welcomed(
         "name": rooms["name"],
         "limit": target["room"].limit,
     }
-    assert welcome["slots"] == target["room"].limit - 1
+    # An empty room: the first offer has a few slots and grows on request.
+    assert welcome["slots"] == 4
     assert welcome["ice_servers"] == []
 
 

@@ -64,3 +64,29 @@ async def test_frames_arrive_bit_exact(server: ServerProcess) -> None:
     stats = await server.stats()
     assert stats["sfu"]["passthrough_decoders"] >= 2
     assert stats["sfu"]["encode_attempts"] == 0
+
+
+async def test_slots_grow_on_request(server: ServerProcess) -> None:
+    room = await server.create_room()
+    token = room["guest"].token
+    room_id = room["room"].id
+    # Alice offers a single receive slot, so a second publisher needs more.
+    alice = Bot(server.url, room_id, token, "Alice", slots=1)
+    bob = Bot(server.url, room_id, token, "Bob", **publisher_tracks())
+    carol = Bot(server.url, room_id, token, "Carol", **publisher_tracks())
+    try:
+        await alice.join()
+        await bob.join()
+        await carol.join()
+        await wait_until(lambda: len(alice.frames_from(bob.id)) >= 10)
+        await wait_until(lambda: len(alice.frames_from(carol.id)) >= 10)
+    finally:
+        await carol.close()
+        await bob.close()
+        await alice.close()
+
+    requests = [m for m in alice.ws_messages if m["type"] == "slots"]
+    assert requests
+    assert requests[0]["count"] > 1
+    assert alice.slot_count == requests[-1]["count"]
+    assert [m["type"] for m in alice.ws_messages].count("answer") == 2

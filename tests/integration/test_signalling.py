@@ -257,20 +257,21 @@ async def test_frame_over_size_limit_closes(
     assert code == CLOSE_MESSAGE_TOO_BIG
 
 
-async def test_second_offer_rejected(
+async def test_offer_removing_slots_rejected(
     server: ServerProcess, room: dict[str, Any]
 ) -> None:
-    bot = Bot(server.url, room["room"].id, room["guest"].token, "Twice")
+    bot = Bot(server.url, room["room"].id, room["guest"].token, "Shrinker", slots=2)
     try:
         await bot.join()
-        await bot.send({"type": "offer", "sdp": bot.pc.localDescription.sdp})
+        await bot.send({"type": "offer", "sdp": await make_offer(1)})
         error = await bot.wait_ws("error")
         await bot.send({"type": "ping"})
         await bot.wait_ws("pong")
     finally:
         await bot.close()
 
-    assert error["code"] == "bad_message"
+    assert error["code"] == "bad_sdp"
+    assert "remove" in error["message"]
     assert [m["type"] for m in bot.ws_messages].count("answer") == 1
 
 
@@ -333,7 +334,8 @@ async def test_bad_sdp_rejected(
     ws, welcome = await join_raw(http, server, room_id, token)
     mangle = BAD_SDP_CASES[case]
     if mangle is None:
-        sdp = await make_offer(welcome["slots"] + 1)
+        # A room of N people has at most N - 1 others to receive.
+        sdp = await make_offer(room["room"].limit)
     else:
         sdp = mangle(await make_offer(welcome["slots"]))
 

@@ -66,6 +66,9 @@ class Bot:
         self.audio = audio
         self.video = video
         self.wanted_slots = slots
+        self.slot_count = 0
+        # Whether to offer more receive slots when the server asks for them.
+        self.grow_slots = True
         self.session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.pc: RTCPeerConnection | None = None
@@ -138,12 +141,8 @@ class Bot:
         self.pc.addTransceiver(self.video or "video", direction="sendonly")
         self.channel = self.pc.createDataChannel("state")
         self.channel.on("message", self._on_data)
-        for _ in range(slots):
-            self.pc.addTransceiver("audio", direction="recvonly")
-            self.pc.addTransceiver("video", direction="recvonly")
         self.pc.on("track", self._on_track)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        await self._offer(slots)
         while True:
             message = await self.receive()
             self._note(message)
@@ -151,6 +150,18 @@ class Bot:
                 break
             if message["type"] == "error":
                 raise RuntimeError(f"offer refused: {message}")
+        await self._apply_answer(message)
+
+    async def _offer(self, slots: int) -> None:
+        """Grow the receive slots to ``slots`` pairs and send an offer."""
+        while self.slot_count < slots:
+            self.pc.addTransceiver("audio", direction="recvonly")
+            self.pc.addTransceiver("video", direction="recvonly")
+            self.slot_count += 1
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+
+    async def _apply_answer(self, message: dict[str, Any]) -> None:
         await self.pc.setRemoteDescription(
             RTCSessionDescription(sdp=message["sdp"], type="answer")
         )
@@ -165,6 +176,11 @@ class Bot:
             while True:
                 message = await self.receive(timeout=3600)
                 self._note(message)
+                if message["type"] == "slots" and self.grow_slots:
+                    if message["count"] > self.slot_count:
+                        await self._offer(message["count"])
+                elif message["type"] == "answer":
+                    await self._apply_answer(message)
         except (ConnectionError, asyncio.TimeoutError):
             pass
 
