@@ -23,8 +23,9 @@ from sfu.stats import counters
 from .config import Settings
 from .invites import InviteError, admit, make_link
 from .rooms import RoomRegistry
-from .signalling import MAX_FRAME_SIZE, Session
+from .signalling import LIVENESS_TIMEOUT, MAX_FRAME_SIZE, Session
 from .storage import ROLE_GUEST, ROLE_HOST, Storage
+from .workers import FORWARDED_FOR, WorkerPool, relay_api, relay_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", Storage)
 REGISTRY = web.AppKey("registry", RoomRegistry)
 SOCKETS = web.AppKey("sockets", set)
+POOL = web.AppKey("pool", WorkerPool)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -131,7 +133,7 @@ def same_origin(request: web.Request) -> bool:
     return urlsplit(origin).netloc in allowed
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+def check_origin(request: web.Request) -> None:
     if not same_origin(request):
         logger.warning(
             "x WebSocket from origin %r refused (%s)",
@@ -141,8 +143,17 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         raise web.HTTPForbidden(
             text="WebSocket connections from other sites are refused."
         )
-    # aiohttp rejects a message of max_msg_size bytes or more.
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE + 1, compress=False)
+
+
+def new_websocket() -> web.WebSocketResponse:
+    # aiohttp rejects a message of max_msg_size bytes or more. Compression is
+    # off, so a small frame cannot inflate into a large message.
+    return web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE + 1, compress=False)
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    check_origin(request)
+    ws = new_websocket()
     await ws.prepare(request)
     settings = request.app[SETTINGS]
     session = Session(
@@ -160,6 +171,22 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def front_websocket(request: web.Request) -> web.WebSocketResponse:
+    check_origin(request)
+    ws = new_websocket()
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    try:
+        await relay_websocket(ws, request, request.app[POOL], LIVENESS_TIMEOUT)
+    finally:
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def front_room_info(request: web.Request) -> web.Response:
+    return await relay_api(request, request.app[POOL])
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -169,6 +196,7 @@ def process_stats() -> dict[str, Any]:
     with open("/proc/self/statm") as statm:
         rss_pages = int(statm.read().split()[1])
     return {
+        "pid": os.getpid(),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "rss_bytes": rss_pages * os.sysconf("SC_PAGE_SIZE"),
         "open_files": len(os.listdir("/proc/self/fd")),
@@ -176,14 +204,19 @@ def process_stats() -> dict[str, Any]:
     }
 
 
-async def admin_stats(request: web.Request) -> web.Response:
+def check_admin(request: web.Request) -> None:
     expected = request.app[SETTINGS].admin_token
     if expected is None:
         raise web.HTTPNotFound()
     given = (bearer_token(request) or "").encode()
     if not hmac.compare_digest(given, expected.reveal().encode()):
-        return web.json_response({"error": {"code": "forbidden"}}, status=403)
-    registry = request.app[REGISTRY]
+        raise web.HTTPForbidden(
+            text='{"error": {"code": "forbidden"}}', content_type="application/json"
+        )
+
+
+def local_stats(app: web.Application) -> dict[str, Any]:
+    registry = app[REGISTRY]
     rooms = {
         room_id: {
             "participants": len(room.participants),
@@ -191,9 +224,35 @@ async def admin_stats(request: web.Request) -> web.Response:
         }
         for room_id, room in registry.rooms.items()
     }
-    return web.json_response(
-        {"process": process_stats(), "sfu": counters.as_dict(), "rooms": rooms}
-    )
+    return {"process": process_stats(), "sfu": counters.as_dict(), "rooms": rooms}
+
+
+async def admin_stats(request: web.Request) -> web.Response:
+    check_admin(request)
+    return web.json_response(local_stats(request.app))
+
+
+async def worker_stats(request: web.Request) -> web.Response:
+    return web.json_response(local_stats(request.app))
+
+
+async def front_admin_stats(request: web.Request) -> web.Response:
+    """Return the sums over the front and all workers, and each worker's own."""
+    check_admin(request)
+    workers = await request.app[POOL].stats()
+    front = process_stats()
+    total = {
+        "process": {
+            key: front[key] + sum(w["process"][key] for w in workers)
+            for key in front
+            if key != "pid"
+        },
+        "sfu": {key: sum(w["sfu"][key] for w in workers) for key in counters.as_dict()},
+        "rooms": {room: info for w in workers for room, info in w["rooms"].items()},
+        "front": front,
+        "workers": workers,
+    }
+    return web.json_response(total)
 
 
 async def close_everything(app: web.Application) -> None:
@@ -202,45 +261,116 @@ async def close_everything(app: web.Application) -> None:
     await app[REGISTRY].close()
 
 
-def build_app(settings: Settings, storage: Storage) -> web.Application:
-    sfu.frames.install_passthrough()
+def page_routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/", index_page),
+        web.get("/r/{room_id}", room_page),
+        web.get("/healthz", healthz),
+        web.static("/static", STATIC_DIR),
+    ]
+
+
+def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> None:
+    """Make this process host rooms: patch aiortc and open a room registry."""
+    # COWORKING_SFU_TRANSCODE=1 exists only to measure the transcoding baseline
+    # (bench/sfuload): aiortc then decodes every publisher's media and encodes
+    # it again for every subscriber. It is not a setting for real use.
+    if os.environ.get("COWORKING_SFU_TRANSCODE") == "1":
+        logger.warning("SFU passthrough off: media is decoded and re-encoded")
+    else:
+        sfu.frames.install_passthrough()
     if settings.ice_host_addresses:
         sfu.ice.set_host_addresses(settings.ice_host_addresses)
-    app = web.Application(middlewares=[security_headers])
-    app[SETTINGS] = settings
     app[STORAGE] = storage
     app[REGISTRY] = RoomRegistry(sfu.ice.rtc_configuration(settings.ice_servers))
+    app.on_shutdown.append(close_rooms)
+
+
+async def close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+async def close_rooms(app: web.Application) -> None:
+    await app[REGISTRY].close()
+
+
+def new_app(settings: Settings, middlewares: list[Any]) -> web.Application:
+    app = web.Application(middlewares=middlewares)
+    app[SETTINGS] = settings
     app[SOCKETS] = set()
-    app.on_shutdown.append(close_everything)
+    app.on_shutdown.append(close_sockets)
+    return app
+
+
+def build_app(settings: Settings, storage: Storage) -> web.Application:
+    """Build the application that serves pages and hosts rooms in one process."""
+    app = new_app(settings, [security_headers])
+    start_rooms(app, settings, storage)
     app.add_routes(
         [
-            web.get("/", index_page),
-            web.get("/r/{room_id}", room_page),
+            *page_routes(),
             web.get("/api/rooms/{room_id}", room_info),
             web.get("/api/admin/stats", admin_stats),
             web.get("/ws", websocket),
-            web.get("/healthz", healthz),
-            web.static("/static", STATIC_DIR),
         ]
     )
     return app
 
 
-async def run_server(
-    settings: Settings,
-    storage: Storage,
-    on_started: Callable[[], None] | None = None,
-) -> None:
-    """Serve until SIGINT or SIGTERM, then close every connection."""
-    app = build_app(settings, storage)
-    runner = web.AppRunner(app, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    logger.info("server running on http://%s:%d", settings.host, settings.port)
-    if on_started is not None:
-        on_started()
+def build_front_app(settings: Settings) -> web.Application:
+    """Build the front application, which relays room requests to workers."""
+    app = new_app(settings, [security_headers])
+    app[POOL] = WorkerPool(settings)
 
+    async def start_workers(app: web.Application) -> None:
+        await app[POOL].start()
+
+    async def stop_workers(app: web.Application) -> None:
+        await app[POOL].stop()
+
+    app.on_startup.append(start_workers)
+    app.on_cleanup.append(stop_workers)
+    app.add_routes(
+        [
+            *page_routes(),
+            web.get("/api/rooms/{room_id}", front_room_info),
+            web.get("/api/admin/stats", front_admin_stats),
+            web.get("/ws", front_websocket),
+        ]
+    )
+    return app
+
+
+@web.middleware
+async def forwarded_remote(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    # Only the front process can reach a worker's socket, so its word on the
+    # client's address is trusted.
+    remote = request.headers.get(FORWARDED_FOR)
+    if remote:
+        request = request.clone(remote=remote)
+    return await handler(request)
+
+
+def build_worker_app(settings: Settings, storage: Storage) -> web.Application:
+    """Build a worker's application, reached only through its Unix socket."""
+    app = new_app(settings, [forwarded_remote])
+    start_rooms(app, settings, storage)
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/api/rooms/{room_id}", room_info),
+            web.get("/internal/stats", worker_stats),
+            web.get("/ws", websocket),
+        ]
+    )
+    return app
+
+
+async def serve_until_stopped(runner: web.AppRunner, site: web.BaseSite) -> None:
+    """Start ``site`` and serve until SIGINT or SIGTERM, then clean up."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -250,6 +380,43 @@ async def run_server(
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        logger.info("server stopping")
         await runner.cleanup()
-        logger.info("server stopped")
+
+
+async def run_server(
+    settings: Settings,
+    storage: Storage,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection.
+
+    With more than one worker, this process is the front and starts them.
+    """
+    if settings.worker_count > 1:
+        app = build_front_app(settings)
+    else:
+        app = build_app(settings, storage)
+    runner = web.AppRunner(app, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    logger.info(
+        "server running on http://%s:%d with %d worker process%s",
+        settings.host,
+        settings.port,
+        settings.worker_count,
+        "" if settings.worker_count == 1 else "es",
+    )
+    if on_started is not None:
+        on_started()
+    await serve_until_stopped(runner, site)
+    logger.info("server stopped")
+
+
+async def run_worker(settings: Settings, storage: Storage, socket_path: Path) -> None:
+    """Host rooms for the front process until SIGTERM."""
+    runner = web.AppRunner(build_worker_app(settings, storage), shutdown_timeout=5)
+    await runner.setup()
+    site = web.UnixSite(runner, str(socket_path))
+    await site.start()
+    await serve_until_stopped(runner, site)

@@ -10,6 +10,7 @@ import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from .config import ConfigError, Settings, load_settings
@@ -112,7 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING, ERROR or CRITICAL (env COWORKING_LOG_LEVEL)",
     )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="worker processes that host rooms, 0 for one per CPU core"
+        " (env COWORKING_WORKERS, default 0)",
+    )
     serve.set_defaults(command=_run_serve)
+
+    worker = commands.add_parser("worker", parents=[database, links])
+    worker.add_argument("--socket", required=True, help=argparse.SUPPRESS)
+    worker.set_defaults(command=_run_worker)
 
     room = commands.add_parser("room", help="create and list rooms")
     room_commands = room.add_subparsers(metavar="COMMAND", required=True)
@@ -192,14 +203,21 @@ def _load_settings(args: argparse.Namespace) -> Settings:
         "ice_host_addresses": "ice_host_address",
         "ice_servers": "ice_server",
         "log_level": "log_level",
+        "workers": "workers",
     }
     overrides = {name: getattr(args, flag, None) for name, flag in flags.items()}
     return load_settings(overrides)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, process_name: str = "") -> None:
     """Send log records of `level` and above to stdout, with time, level and logger."""
-    logging.basicConfig(level=level, stream=sys.stdout, format=LOG_FORMAT, force=True)
+    log_format = LOG_FORMAT.replace("%(name)s", f"{process_name} %(name)s", 1)
+    logging.basicConfig(
+        level=level,
+        stream=sys.stdout,
+        format=log_format if process_name else LOG_FORMAT,
+        force=True,
+    )
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # aioice logs every connectivity check and aiohttp every request at
         # info level; both are per-message detail here.
@@ -230,6 +248,24 @@ def _run_serve(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     configure_logging(settings.log_level)
     return asyncio.run(_serve(settings))
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    settings = _load_settings(args)
+    socket_path = Path(args.socket)
+    configure_logging(settings.log_level, f"[{socket_path.stem}]")
+    return asyncio.run(_work(settings, socket_path))
+
+
+async def _work(settings: Settings, socket_path: Path) -> int:
+    from .app import run_worker
+
+    storage = await SqliteStorage.open(settings.db_path)
+    try:
+        await run_worker(settings, storage, socket_path)
+    finally:
+        await storage.close()
+    return 0
 
 
 async def _serve(settings: Settings) -> int:

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from .storage import MAX_ROOM_LIMIT, MIN_ROOM_LIMIT
 
+MAX_WORKERS = 64
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ICE_SERVER_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 MIN_ADMIN_TOKEN_LENGTH = 16
@@ -71,6 +73,13 @@ class Settings:
     admin_token: Secret | None = None  # bearer token for /api/admin/stats
     room_limit: int = 25  # participant limit for new rooms
     log_level: str = "INFO"
+    # Worker processes that host rooms; 0 means one per CPU core. With one worker
+    # everything runs in a single process.
+    workers: int = 0
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @property
     def url(self) -> str:
@@ -103,6 +112,7 @@ ENVIRONMENT_VARIABLES = {
     "admin_token": "COWORKING_ADMIN_TOKEN",
     "room_limit": "COWORKING_ROOM_LIMIT",
     "log_level": "COWORKING_LOG_LEVEL",
+    "workers": "COWORKING_WORKERS",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -114,6 +124,7 @@ _FLAGS = {
     "ice_host_addresses": "--ice-host-address",
     "ice_servers": "--ice-server",
     "log_level": "--log-level",
+    "workers": "--workers",
 }
 
 _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -154,6 +165,24 @@ def load_settings(
             continue
         values[field_name] = _PARSERS[field_name](raw, source)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Return environment variables that make load_settings rebuild `settings`.
+
+    The server passes its settings to its worker processes this way.
+    """
+    values: dict[str, str] = {}
+    for field_name, variable in ENVIRONMENT_VARIABLES.items():
+        value = getattr(settings, field_name)
+        if value is None:
+            continue
+        if isinstance(value, Secret):
+            value = value.reveal()
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        values[variable] = str(value)
+    return values
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -234,6 +263,10 @@ def _parse_port(value: object, source: str) -> int:
 
 def _parse_room_limit(value: object, source: str) -> int:
     return _parse_integer(value, source, MIN_ROOM_LIMIT, MAX_ROOM_LIMIT)
+
+
+def _parse_workers(value: object, source: str) -> int:
+    return _parse_integer(value, source, 0, MAX_WORKERS)
 
 
 def _parse_db_path(value: object, source: str) -> Path:
@@ -357,4 +390,5 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "admin_token": _parse_admin_token,
     "room_limit": _parse_room_limit,
     "log_level": _parse_log_level,
+    "workers": _parse_workers,
 }

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, Secret, Settings, load_settings
+from server.config import (
+    ConfigError,
+    Secret,
+    Settings,
+    load_settings,
+    settings_environment,
+)
 
 ADMIN_TOKEN = "admin-token-0123456789-abcdef"
 
@@ -68,6 +74,7 @@ def test_all_environment_variables() -> None:
         "COWORKING_ADMIN_TOKEN": ADMIN_TOKEN,
         "COWORKING_ROOM_LIMIT": "40",
         "COWORKING_LOG_LEVEL": "debug",
+        "COWORKING_WORKERS": "3",
     }
 
     settings = load_settings(environ=environ)
@@ -85,6 +92,8 @@ def test_all_environment_variables() -> None:
     assert settings.admin_token.reveal() == ADMIN_TOKEN
     assert settings.room_limit == 40
     assert settings.log_level == "DEBUG"
+    assert settings.workers == 3
+    assert settings.worker_count == 3
     assert settings.url == "https://cowork.example.org"
 
 
@@ -216,6 +225,11 @@ def test_environment_empty_counts_as_set() -> None:
             " ",
             "COWORKING_DB must be a file path, got ' '",
         ),
+        (
+            "COWORKING_WORKERS",
+            "-1",
+            "COWORKING_WORKERS must be an integer from 0 to 64, got '-1'",
+        ),
     ],
 )
 def test_invalid_value_message(variable: str, value: str, message: str) -> None:
@@ -326,3 +340,24 @@ def test_url_prefers_public_url() -> None:
         {"public_url": "https://example.org/cowork/", "host": "0.0.0.0"}, environ={}
     )
     assert settings.url == "https://example.org/cowork"
+
+
+def test_workers_zero_means_one_per_core() -> None:
+    settings = load_settings(environ={"COWORKING_WORKERS": "0"})
+
+    assert settings.worker_count >= 1
+
+
+def test_settings_environment_round_trip() -> None:
+    settings = load_settings(
+        {"ice_host_addresses": ["127.0.0.1", "::1"], "workers": "2"},
+        environ={
+            "COWORKING_ADMIN_TOKEN": ADMIN_TOKEN,
+            "COWORKING_ICE_SERVERS": "stun:stun.example.org:3478",
+        },
+    )
+
+    environ = settings_environment(settings)
+
+    assert load_settings(environ=environ) == settings
+    assert environ["COWORKING_ADMIN_TOKEN"] == ADMIN_TOKEN

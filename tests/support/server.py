@@ -27,8 +27,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db_path: Path, room_limit: int = 25) -> None:
+    def __init__(self, db_path: Path, room_limit: int = 25, workers: int = 2) -> None:
         self.db_path = db_path
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = secrets.token_urlsafe(24)
@@ -55,6 +56,7 @@ class ServerProcess:
             f"--port={self.port}",
             f"--db={self.db_path}",
             "--ice-host-address=127.0.0.1",
+            f"--workers={self.workers}",
             cwd=ROOT,
             env=env,
             stdout=asyncio.subprocess.PIPE,

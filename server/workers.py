@@ -1,0 +1,277 @@
+"""Rooms spread over worker processes, behind one front process.
+
+One Python process forwards media on one core. The front process serves the
+pages and accepts every HTTP request and WebSocket; each room lives in exactly
+one worker process, chosen from a hash of its id, and the front relays the
+room's API requests and signalling to that worker over a Unix socket. Media
+does not pass through the front: each worker's peer connections have their own
+UDP ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from .config import Settings, settings_environment
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT = 30.0
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0)
+FORWARDED_FOR = "X-Forwarded-For"
+# Close codes that RFC 6455 section 7.4.1 forbids in a close frame.
+UNSENDABLE_CLOSE_CODES = {1005, 1006, 1015}
+
+
+def room_of(first_message: str) -> str:
+    """Return the room id named in a join message, or "" if there is none.
+
+    The worker validates the message itself; this only picks the worker.
+    """
+    try:
+        message = json.loads(first_message)
+    except (ValueError, RecursionError):
+        return ""
+    room = message.get("room") if isinstance(message, dict) else None
+    return room if isinstance(room, str) else ""
+
+
+def worker_index(room_id: str, count: int) -> int:
+    """Return which of ``count`` workers hosts a room: the same one every time."""
+    digest = hashlib.sha256(room_id.encode("utf-8", "replace")).digest()
+    return int.from_bytes(digest[:4], "big") % count
+
+
+class Worker:
+    """One worker process and the HTTP client that reaches it."""
+
+    def __init__(self, index: int, socket_path: Path, settings: Settings) -> None:
+        self.index = index
+        self.socket_path = socket_path
+        self.settings = settings
+        self.process: asyncio.subprocess.Process | None = None
+        self.client: aiohttp.ClientSession | None = None
+        self.restarts = 0
+
+    def __repr__(self) -> str:
+        pid = self.process.pid if self.process else None
+        return f"Worker({self.index}, pid {pid})"
+
+    async def start(self) -> None:
+        env = dict(os.environ)
+        env.update(settings_environment(self.settings))
+        self.socket_path.unlink(missing_ok=True)
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server",
+            "worker",
+            f"--socket={self.socket_path}",
+            env=env,
+        )
+        if self.client is None:
+            connector = aiohttp.UnixConnector(path=str(self.socket_path))
+            self.client = aiohttp.ClientSession(connector=connector)
+        await self._wait_ready()
+        logger.info("worker %d started (pid %d)", self.index, self.process.pid)
+
+    async def _wait_ready(self) -> None:
+        assert self.process is not None and self.client is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        while True:
+            if self.process.returncode is not None:
+                raise RuntimeError(
+                    f"worker {self.index} exited with status {self.process.returncode}"
+                )
+            try:
+                async with self.client.get("http://worker/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if loop.time() > deadline:
+                raise RuntimeError(f"worker {self.index} did not start in time")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout=10)
+            except asyncio.TimeoutError:
+                logger.warning("x %r did not stop in 10 s; killing it", self)
+                self.process.kill()
+                await self.process.wait()
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+
+class WorkerPool:
+    """Starts the workers, restarts one that dies, and maps rooms to workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="coworking-"))
+        self.workers = [
+            Worker(index, self._folder / f"worker-{index}.sock", settings)
+            for index in range(settings.worker_count)
+        ]
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        await asyncio.gather(*(worker.start() for worker in self.workers))
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    def worker_for(self, room_id: str) -> Worker:
+        return self.workers[worker_index(room_id, len(self.workers))]
+
+    async def _supervise(self) -> None:
+        waits = {
+            asyncio.ensure_future(w.process.wait()): w
+            for w in self.workers
+            if w.process is not None
+        }
+        while waits and not self._stopping:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                worker = waits.pop(future)
+                if self._stopping:
+                    return
+                delay = RESTART_DELAYS[min(worker.restarts, len(RESTART_DELAYS) - 1)]
+                logger.error(
+                    "%r exited with status %s, losing its rooms; restart in %.0f s",
+                    worker,
+                    future.result(),
+                    delay,
+                )
+                worker.restarts += 1
+                await asyncio.sleep(delay)
+                try:
+                    await worker.start()
+                except RuntimeError as error:
+                    logger.error(
+                        "x restarting worker %d failed: %s", worker.index, error
+                    )
+                    continue
+                assert worker.process is not None
+                waits[asyncio.ensure_future(worker.process.wait())] = worker
+        for future in waits:
+            future.cancel()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    async def stats(self) -> list[dict[str, Any]]:
+        async def one(worker: Worker) -> dict[str, Any]:
+            assert worker.client is not None
+            async with worker.client.get("http://worker/internal/stats") as response:
+                return await response.json()
+
+        return list(await asyncio.gather(*(one(w) for w in self.workers)))
+
+
+async def relay_api(request: web.Request, pool: WorkerPool) -> web.Response:
+    """Pass a room's API request to the worker that hosts the room."""
+    worker = pool.worker_for(request.match_info["room_id"])
+    if worker.client is None:
+        raise web.HTTPServiceUnavailable(text="The room's worker is restarting.")
+    headers = {FORWARDED_FOR: request.remote or ""}
+    if "Authorization" in request.headers:
+        headers["Authorization"] = request.headers["Authorization"]
+    async with worker.client.get(
+        "http://worker" + request.rel_url.path, headers=headers
+    ) as upstream:
+        body = await upstream.read()
+        return web.Response(
+            body=body, status=upstream.status, content_type=upstream.content_type
+        )
+
+
+async def relay_websocket(
+    ws: web.WebSocketResponse, request: web.Request, pool: WorkerPool, timeout: float
+) -> None:
+    """Relay a prepared WebSocket to the worker of the room its join names."""
+    try:
+        first = await ws.receive(timeout=timeout)
+    except asyncio.TimeoutError:
+        await ws.close(code=4000, message=b"liveness timeout")
+        return
+    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        return
+    worker = pool.worker_for(
+        room_of(first.data) if first.type == WSMsgType.TEXT else ""
+    )
+    if worker.client is None:
+        await ws.close(code=1013, message=b"try again later")
+        return
+    try:
+        upstream = await worker.client.ws_connect(
+            "http://worker/ws",
+            headers={FORWARDED_FOR: request.remote or ""},
+            max_msg_size=0,
+            autoping=True,
+        )
+    except aiohttp.ClientError as error:
+        logger.warning("x %r unreachable for %s: %s", worker, request.remote, error)
+        await ws.close(code=1013, message=b"try again later")
+        return
+    async with upstream:
+        await _send(upstream, first)
+        await _pump_both(ws, upstream)
+
+
+async def _send(target: Any, message: aiohttp.WSMessage) -> None:
+    if message.type == WSMsgType.TEXT:
+        await target.send_str(message.data)
+    else:
+        await target.send_bytes(message.data)
+
+
+async def _pump(source: Any, target: Any) -> None:
+    """Copy messages until ``source`` closes, then close ``target`` alike."""
+    async for message in source:
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            try:
+                await _send(target, message)
+            except ConnectionError:
+                break
+        elif message.type == WSMsgType.ERROR:
+            break
+    code = source.close_code
+    if code is None or code in UNSENDABLE_CLOSE_CODES:
+        # A vanished peer: tell the other side that it went away.
+        code = 1001
+    if not target.closed:
+        await target.close(code=code, message=b"")
+
+
+async def _pump_both(client: web.WebSocketResponse, upstream: Any) -> None:
+    tasks = [
+        asyncio.create_task(_pump(client, upstream)),
+        asyncio.create_task(_pump(upstream, client)),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
