@@ -15,6 +15,9 @@ MAX_SDP_LENGTH = 200_000
 STATE_VALUES = ("on", "off", "none")
 STATE_FIELDS = ("mic", "camera")
 MAX_VERSION = 2**53 - 1
+MAX_CANDIDATE_LENGTH = 1024
+MAX_MID_LENGTH = 32
+MAX_MLINE_INDEX = 1000
 
 
 class ProtocolError(Exception):
@@ -92,3 +95,27 @@ def parse_state_message(text: str | None) -> tuple[int, dict[str, str]]:
             raise bad_message(f'State field "{field}" must be "on", "off" or "none".')
         result[field] = value
     return version, result
+
+
+def parse_candidate(
+    message: dict[str, Any],
+) -> tuple[str | None, str | None, int | None]:
+    """Check a candidate message; return the candidate, its mid and m-line index."""
+    candidate = message.get("candidate")
+    if candidate is not None:
+        candidate = require_str(message, "candidate", MAX_CANDIDATE_LENGTH)
+    mid = message.get("sdpMid")
+    if mid is not None:
+        mid = require_str(message, "sdpMid", MAX_MID_LENGTH)
+    index = message.get("sdpMLineIndex")
+    if index is not None and (
+        not isinstance(index, int)
+        or isinstance(index, bool)
+        or not 0 <= index <= MAX_MLINE_INDEX
+    ):
+        raise bad_message(
+            f'Field "sdpMLineIndex" must be an integer from 0 to {MAX_MLINE_INDEX}.'
+        )
+    if candidate is not None and mid is None and index is None:
+        raise bad_message('A candidate needs "sdpMid" or "sdpMLineIndex".')
+    return candidate, mid, index

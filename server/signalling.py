@@ -25,6 +25,7 @@ MAX_BAD_MESSAGES = 20
 SEND_QUEUE_LIMIT = 1000
 CLOSE_LIVENESS = 4000
 CLOSE_MEDIA_FAILED = 4001
+MAX_CANDIDATES = 64
 
 
 class Session:
@@ -48,12 +49,14 @@ class Session:
         self.participant: Participant | None = None
         self.leave_reason = "closed"
         self.bad_messages = 0
+        self.candidates = 0
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             "join": self.handle_join,
             "offer": self.handle_offer,
+            "candidate": self.handle_candidate,
             "ping": self.handle_ping,
             "leave": self.handle_leave,
         }
@@ -211,6 +214,26 @@ class Session:
             raise protocol.ProtocolError("bad_sdp", str(exc)) from exc
         self.send({"type": "answer", "sdp": answer})
         self.room.start_forwarding(self.participant)
+
+    async def handle_candidate(self, message: dict[str, Any]) -> None:
+        candidate, mid, index = protocol.parse_candidate(message)
+        assert self.participant is not None
+        peer = self.participant.peer
+        if peer is None:
+            logger.debug("< %r: candidate before the offer ignored", self)
+            return
+        self.candidates += 1
+        if self.candidates > MAX_CANDIDATES:
+            if self.candidates == MAX_CANDIDATES + 1:
+                raise protocol.bad_message(
+                    f"At most {MAX_CANDIDATES} candidates are taken; the rest are "
+                    "ignored."
+                )
+            return
+        try:
+            await peer.add_candidate(candidate, mid, index)
+        except OfferError as exc:
+            raise protocol.bad_message(str(exc)) from exc
 
     async def handle_ping(self, message: dict[str, Any]) -> None:
         self.send({"type": "pong"})

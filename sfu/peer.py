@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Callable
 
 from aiortc import (
@@ -16,6 +17,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
+from aiortc.rtcicetransport import RTCIceCandidate
 
 from .forwarder import TrackForwarder
 from .slot import SlotTrack
@@ -24,6 +26,11 @@ from .stats import counters
 logger = logging.getLogger(__name__)
 
 DATA_CHANNEL_LABEL = "state"
+# RFC 8839 section 5.1: foundation, component, transport, priority, address,
+# port, "typ" and the candidate type, then optional attributes.
+CANDIDATE_PATTERN = re.compile(
+    r"\S{1,32} \d{1,3} (?i:udp|tcp) \d{1,10} \S{1,255} \d{1,5} typ [a-z]{4,5}( |$)"
+)
 MAX_DATA_MESSAGE = 16 * 1024
 
 
@@ -209,6 +216,28 @@ class Peer:
             self.forwarders[transceiver.kind] = TrackForwarder(
                 track, transceiver.receiver, ssrcs.get(transceiver.mid), self.id
             )
+
+    async def add_candidate(
+        self, text: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """Add one of the participant's trickled ICE candidates.
+
+        ``None`` marks the end of the participant's candidates.
+        """
+        candidate: RTCIceCandidate | None = None
+        if text is not None:
+            value = text.removeprefix("candidate:")
+            if not CANDIDATE_PATTERN.match(value):
+                raise OfferError(f"The ICE candidate is not valid: {text[:80]!r}")
+            try:
+                candidate = aiortc_sdp.candidate_from_sdp(value)
+            except (ValueError, IndexError, AssertionError) as exc:
+                # aiortc checks candidate fields with assert.
+                raise OfferError(f"The ICE candidate is not valid: {exc}") from exc
+            candidate.sdpMid = sdp_mid
+            candidate.sdpMLineIndex = sdp_mline_index
+            counters.trickled_candidates += 1
+        await self.pc.addIceCandidate(candidate)
 
     def track_map(self) -> dict[str, str | None]:
         """Return the publisher of each slot, keyed by the slot's mids."""

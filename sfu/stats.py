@@ -15,6 +15,7 @@ class Counters:
     keyframe_requests: int = 0
     forwarders: int = 0
     peer_connections: int = 0
+    trickled_candidates: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -13,7 +13,6 @@ export const PROTOCOL_VERSION = 1;
 const PING_INTERVAL_MS = 5000;
 const SERVER_SILENCE_LIMIT_MS = 15000;
 const TICK_INTERVAL_MS = 1000;
-const ICE_GATHERING_TIMEOUT_MS = 3000;
 /** Receive slots a connection offers at most, whatever the server asks. */
 const MAX_SLOTS = 99;
 const LEAVE_CLOSE_TIMEOUT_MS = 1000;
@@ -66,6 +65,11 @@ class Session {
         /** Offers run one after another; this is the latest in the chain. */
         /** @type {Promise<void>} */
         this.negotiation = Promise.resolve();
+        /** Whether the first offer went out, so candidates may follow it. */
+        this.offerSent = false;
+        /** Candidate messages gathered before the first offer went out. */
+        /** @type {object[]} */
+        this.earlyCandidates = [];
         /** Resolves the pending offer once its answer is applied. */
         /** @type {(() => void)|null} */
         this.answered = null;
@@ -475,6 +479,9 @@ export class RoomConnection {
         pc.addEventListener('connectionstatechange', () => {
             this.#onPeerState(session);
         });
+        pc.addEventListener('icecandidate', (event) => {
+            this.#onIceCandidate(session, event.candidate);
+        });
 
         const slots = Number.isInteger(welcome.slots) && welcome.slots > 0
             ? welcome.slots : 0;
@@ -499,20 +506,47 @@ export class RoomConnection {
             pc.addTransceiver('video', {direction: 'recvonly'});
         }
         await pc.setLocalDescription(await pc.createOffer());
-        const complete = await waitForIceGathering(pc, ICE_GATHERING_TIMEOUT_MS);
         if (session.closed) {
             return;
-        }
-        if (!complete) {
-            console.warn(
-                `ICE gathering did not complete in ${ICE_GATHERING_TIMEOUT_MS} ms;`
-                + ' sending the candidates gathered so far.');
         }
         const answered = new Promise((resolve) => {
             session.answered = () => resolve(undefined);
         });
+        // Candidates gathered from now on follow in `candidate` messages.
         this.#send(session, {type: 'offer', sdp: pc.localDescription?.sdp ?? ''});
+        session.offerSent = true;
+        for (const candidate of session.earlyCandidates.splice(0)) {
+            this.#send(session, candidate);
+        }
         await answered;
+    }
+
+    /**
+     * Sends a gathered ICE candidate, or the end of candidates as null.
+     * @param {Session} session
+     * @param {RTCIceCandidate|null} candidate
+     */
+    #onIceCandidate(session, candidate) {
+        if (session.closed) {
+            return;
+        }
+        const message = candidate === null
+            ? {type: 'candidate', candidate: null}
+            : {
+                type: 'candidate',
+                candidate: candidate.candidate,
+                sdpMid: candidate.sdpMid,
+                sdpMLineIndex: candidate.sdpMLineIndex,
+            };
+        if (candidate !== null && !candidate.candidate) {
+            // An empty candidate string also marks the end in some browsers.
+            message.candidate = null;
+        }
+        if (session.offerSent) {
+            this.#send(session, message);
+        } else {
+            session.earlyCandidates.push(message);
+        }
     }
 
     /**
@@ -916,34 +950,6 @@ function toIceServers(servers) {
         result.push(entry);
     }
     return result;
-}
-
-/**
- * Resolves true when ICE gathering is complete, or false after `timeoutMs`.
- * @param {RTCPeerConnection} pc
- * @param {number} timeoutMs
- * @returns {Promise<boolean>}
- */
-function waitForIceGathering(pc, timeoutMs) {
-    return new Promise((resolve) => {
-        if (pc.iceGatheringState === 'complete') {
-            resolve(true);
-            return;
-        }
-        /** @param {boolean} complete */
-        const finish = (complete) => {
-            clearTimeout(timer);
-            pc.removeEventListener('icegatheringstatechange', onChange);
-            resolve(complete);
-        };
-        const onChange = () => {
-            if (pc.iceGatheringState === 'complete') {
-                finish(true);
-            }
-        };
-        const timer = setTimeout(() => finish(false), timeoutMs);
-        pc.addEventListener('icegatheringstatechange', onChange);
-    });
 }
 
 /** @returns {ParticipantStats} */

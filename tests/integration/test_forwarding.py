@@ -90,3 +90,26 @@ async def test_slots_grow_on_request(server: ServerProcess) -> None:
     assert requests[0]["count"] > 1
     assert alice.slot_count == requests[-1]["count"]
     assert [m["type"] for m in alice.ws_messages].count("answer") == 2
+
+
+async def test_trickled_candidates_connect(server: ServerProcess) -> None:
+    room = await server.create_room()
+    token, room_id = room["guest"].token, room["room"].id
+    alice = Bot(server.url, room_id, token, "Alice", **publisher_tracks())
+    bob = Bot(server.url, room_id, token, "Bob")
+    alice.trickle = bob.trickle = True
+    before = (await server.stats())["sfu"]["trickled_candidates"]
+    try:
+        await alice.join()
+        await bob.join()
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= 10, timeout=15)
+    finally:
+        await bob.close()
+        await alice.close()
+
+    errors = [m for m in bob.ws_messages if m["type"] == "error"]
+    assert not errors
+    assert len(bob.frames_from(alice.id)) >= 10
+    # Each bot has one host candidate on 127.0.0.1.
+    after = (await server.stats())["sfu"]["trickled_candidates"]
+    assert after - before >= 2

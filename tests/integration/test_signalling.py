@@ -391,3 +391,66 @@ async def test_offer_bad_sdp_field(
     assert reply["code"] == "bad_message"
     await assert_open(ws)
     await ws.close()
+
+
+async def test_candidate_before_offer_ignored(
+    server: ServerProcess, http: aiohttp.ClientSession, room: dict[str, Any]
+) -> None:
+    ws, _ = await join_raw(http, server, room["room"].id, room["guest"].token)
+    candidate = "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host"
+    await send_json(ws, {"type": "candidate", "candidate": candidate, "sdpMid": "0"})
+
+    await assert_open(ws)
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "candidate", "candidate": "candidate:garbage", "sdpMid": "0"},
+        {"type": "candidate", "candidate": 42, "sdpMid": "0"},
+        {"type": "candidate", "candidate": "candidate:1 1 udp 1 127.0.0.1 1 typ host"},
+        {"type": "candidate", "candidate": None, "sdpMLineIndex": -1},
+        {"type": "candidate", "candidate": "x" * 2000, "sdpMid": "0"},
+    ],
+    ids=["unparsable", "not a string", "no mid", "negative index", "too long"],
+)
+async def test_bad_candidate_rejected(
+    server: ServerProcess, room: dict[str, Any], message: dict[str, Any]
+) -> None:
+    bot = Bot(server.url, room["room"].id, room["guest"].token, "Trickle")
+    try:
+        await bot.join()
+        await bot.send(message)
+        error = await bot.wait_ws("error")
+        await bot.send({"type": "ping"})
+        await bot.wait_ws("pong")
+    finally:
+        await bot.close()
+
+    assert error["code"] == "bad_message"
+
+
+async def test_candidate_flood_capped(
+    server: ServerProcess, room: dict[str, Any]
+) -> None:
+    bot = Bot(server.url, room["room"].id, room["guest"].token, "Flood")
+    candidate = "candidate:{} 1 udp 2122260223 127.0.0.1 {} typ host"
+    try:
+        await bot.join()
+        for index in range(100):
+            await bot.send(
+                {
+                    "type": "candidate",
+                    "candidate": candidate.format(index, 40000 + index),
+                    "sdpMid": "0",
+                }
+            )
+        await bot.send({"type": "ping"})
+        await bot.wait_ws("pong")
+    finally:
+        await bot.close()
+
+    errors = [m for m in bot.ws_messages if m["type"] == "error"]
+    assert len(errors) == 1
+    assert "64" in errors[0]["message"]

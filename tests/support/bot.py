@@ -69,6 +69,8 @@ class Bot:
         self.slot_count = 0
         # Whether to offer more receive slots when the server asks for them.
         self.grow_slots = True
+        # Whether to send ICE candidates in candidate messages after the offer.
+        self.trickle = False
         self.session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.pc: RTCPeerConnection | None = None
@@ -159,7 +161,25 @@ class Bot:
             self.pc.addTransceiver("video", direction="recvonly")
             self.slot_count += 1
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+        sdp = self.pc.localDescription.sdp
+        if not self.trickle:
+            await self.send({"type": "offer", "sdp": sdp})
+            return
+        # Send the candidates after the offer, as a browser trickles them.
+        lines = sdp.split("\r\n")
+        candidates = [line[2:] for line in lines if line.startswith("a=candidate:")]
+        offer = "\r\n".join(
+            line
+            for line in lines
+            if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+        )
+        await self.send({"type": "offer", "sdp": offer})
+        mid = self.pc.getTransceivers()[0].mid
+        for candidate in dict.fromkeys(candidates):
+            await self.send(
+                {"type": "candidate", "candidate": candidate, "sdpMid": mid}
+            )
+        await self.send({"type": "candidate", "candidate": None})
 
     async def _apply_answer(self, message: dict[str, Any]) -> None:
         await self.pc.setRemoteDescription(
