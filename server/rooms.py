@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 # joins, and the step by which the server asks it for more.
 SLOT_STEP = 4
 
+# Seconds a participant's media connection may take to come up after its first
+# answer before the server closes its WebSocket. ICE with TURN over TCP takes a
+# few seconds at worst; a connection without any usable candidate never does.
+MEDIA_CONNECT_TIMEOUT = 20.0
+
 # State messages a participant may send per second on average, and in a burst.
 STATE_RATE = 20.0
 STATE_BURST = 40
@@ -79,6 +84,7 @@ class Participant:
         self.rate_limited = False
         self.bad_messages = 0
         self.pending_relay: asyncio.TimerHandle | None = None
+        self.connect_deadline: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"Participant({self.id})"
@@ -147,8 +153,9 @@ class Room:
             len(self.participants),
         )
         self.router.remove(participant_id)
-        if participant.pending_relay is not None:
-            participant.pending_relay.cancel()
+        for timer in (participant.pending_relay, participant.connect_deadline):
+            if timer is not None:
+                timer.cancel()
         self._broadcast({"type": "left", "id": participant_id, "reason": reason})
         if participant.peer is not None:
             await participant.peer.close()
@@ -173,8 +180,25 @@ class Room:
             return
         if peer.id in self.router.peers:
             self.router.fill(peer)
-        else:
-            self.router.add(peer)
+            return
+        self.router.add(peer)
+        participant.connect_deadline = asyncio.get_running_loop().call_later(
+            MEDIA_CONNECT_TIMEOUT, self._check_connected, participant
+        )
+
+    def _check_connected(self, participant: Participant) -> None:
+        peer = participant.peer
+        if participant.id not in self.participants or peer is None:
+            return
+        if peer.pc.connectionState != "connected":
+            logger.info(
+                "peer %s in room %s: no media connection after %.0f s (%s)",
+                participant.id,
+                self.id,
+                MEDIA_CONNECT_TIMEOUT,
+                peer.pc.connectionState,
+            )
+            participant.signalling.disconnect("media connection timed out")
 
     def _send_track_map(self, peer: Peer) -> None:
         participant = self.participants.get(peer.id)
