@@ -9,6 +9,7 @@ import time
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .frames import EncodedFrame
 from .slot import SlotTrack
 from .stats import counters
 
@@ -58,18 +59,22 @@ class TrackForwarder:
     def remove_subscriber(self, slot: SlotTrack) -> None:
         self._subscribers.discard(slot)
 
+    def push(self, frame: EncodedFrame) -> None:
+        """Hand one frame from the publisher to every subscribed slot."""
+        counters.frames_received += 1
+        for slot in tuple(self._subscribers):
+            slot.push(frame)
+
     async def _run(self) -> None:
-        subscribers = self._subscribers
+        # With a DirectFrameSink on the receiver, frames arrive through push()
+        # and the track only yields its end; otherwise it yields the frames.
         try:
             while True:
-                frame = await self.track.recv()
-                counters.frames_received += 1
-                for slot in tuple(subscribers):
-                    slot.push(frame)
+                self.push(await self.track.recv())
         except MediaStreamError:
             logger.debug("- %r ended", self)
         finally:
-            for slot in tuple(subscribers):
+            for slot in tuple(self._subscribers):
                 slot.detach()
 
     def request_keyframe(self) -> None:

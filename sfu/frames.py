@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fractions
 import logging
+import queue
+from collections.abc import Callable
 from typing import Any
 
 import aiortc.rtcrtpreceiver
@@ -112,6 +114,40 @@ class PackOnlyEncoder:
     def encode(self, frame: Any, force_keyframe: bool = False) -> Any:
         counters.encode_attempts += 1
         raise RuntimeError("the SFU must forward encoded frames, not encode")
+
+
+class DirectFrameSink:
+    """Takes the place of an ``RTCRtpReceiver``'s decoder queue.
+
+    aiortc 1.16.0 puts each reassembled frame into a ``queue.Queue`` that a
+    decoder thread reads, and the thread hands the result back to the event
+    loop. This sink receives the ``put()`` on the event loop instead and
+    passes the frame, still encoded, straight to ``on_frame``: no thread hop
+    and no asyncio queue per frame. The receiver's idle decoder thread blocks
+    in ``get()`` until the receiver stops, when the ``None`` that ``put()``
+    receives lets it end the track as usual.
+    """
+
+    def __init__(self) -> None:
+        self.on_frame: Callable[[EncodedFrame], None] | None = None
+        self._decoder: PassthroughDecoder | None = None
+        self._codec_name = ""
+        self._stop: queue.Queue[None] = queue.Queue()
+
+    def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
+        if item is None:
+            self._stop.put(None)
+            return
+        codec, encoded_frame = item
+        if self._decoder is None or codec.name != self._codec_name:
+            self._decoder = PassthroughDecoder(codec)
+            self._codec_name = codec.name
+        if self.on_frame is not None:
+            for frame in self._decoder.decode(encoded_frame):
+                self.on_frame(frame)
+
+    def get(self) -> None:
+        return self._stop.get()
 
 
 def install_passthrough() -> None:

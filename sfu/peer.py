@@ -20,6 +20,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.rtcicetransport import RTCIceCandidate
 
 from .forwarder import TrackForwarder
+from .frames import DirectFrameSink
 from .slot import SlotTrack
 from .stats import counters
 
@@ -127,6 +128,7 @@ class Peer:
         self.video_codec = video_codec
         self.slots: list[Slot] = []
         self.forwarders: dict[str, TrackForwarder] = {}
+        self._sinks: dict[str, DirectFrameSink] = {}
         self.channel: RTCDataChannel | None = None
         # Called with None for a message that is binary or too large.
         self.on_message: Callable[[Peer, str | None], None] | None = None
@@ -185,6 +187,10 @@ class Peer:
             for kind, codecs in (("audio", audio_codecs), ("video", video_codecs)):
                 transceiver = self.pc.addTransceiver(kind, direction="recvonly")
                 transceiver.setCodecPreferences(codecs)
+                sink = DirectFrameSink()
+                # The receiver creates its decoder thread with this queue.
+                transceiver.receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
+                self._sinks[kind] = sink
         for index in range(len(self.slots), slot_count):
             slot = Slot(index, SlotTrack("audio"), SlotTrack("video"))
             for track, codecs in (
@@ -213,9 +219,11 @@ class Peer:
             track = transceiver.receiver.track
             if track is None:
                 continue
-            self.forwarders[transceiver.kind] = TrackForwarder(
+            forwarder = TrackForwarder(
                 track, transceiver.receiver, ssrcs.get(transceiver.mid), self.id
             )
+            self.forwarders[transceiver.kind] = forwarder
+            self._sinks[transceiver.kind].on_frame = forwarder.push
 
     async def add_candidate(
         self, text: str | None, sdp_mid: str | None, sdp_mline_index: int | None

@@ -68,7 +68,9 @@ class SlotTrack(MediaStreamTrack):
         if not self.started:
             return
         if self.waiting_for_keyframe:
-            if not frame.keyframe:
+            # A decoded frame (the transcoding baseline, COWORKING_SFU_TRANSCODE)
+            # has no keyframe attribute and can start a picture by itself.
+            if not getattr(frame, "keyframe", True):
                 counters.frames_dropped += 1
                 return
             self.waiting_for_keyframe = False
@@ -109,7 +111,9 @@ class SlotTrack(MediaStreamTrack):
         now = time.monotonic()
         if self._resync:
             self._resync = False
-            if self._last_pts is not None:
+            # NOTE: decoded frames have no with_pts() and may be shared by
+            # several slots, so the transcoding baseline is not retimed.
+            if self._last_pts is not None and hasattr(frame, "with_pts"):
                 elapsed = max(1, round((now - self._last_time) / frame.time_base))
                 self._offset = self._last_pts + elapsed - frame.pts
         self._last_time = now
