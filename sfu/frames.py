@@ -128,11 +128,17 @@ class DirectFrameSink:
     receives lets it end the track as usual.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, jitter_buffer: Any = None) -> None:
         self.on_frame: Callable[[EncodedFrame], None] | None = None
         self._decoder: PassthroughDecoder | None = None
         self._codec_name = ""
         self._stop: queue.Queue[None] = queue.Queue()
+        # A HoleSkippingJitterBuffer in front of this sink; after it dropped a
+        # frame, later frames are held back until a keyframe, since they refer
+        # to the dropped one.
+        self._jitter_buffer = jitter_buffer
+        self._skips_seen = 0
+        self._waiting_for_keyframe = False
 
     def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
         if item is None:
@@ -142,8 +148,17 @@ class DirectFrameSink:
         if self._decoder is None or codec.name != self._codec_name:
             self._decoder = PassthroughDecoder(codec)
             self._codec_name = codec.name
-        if self.on_frame is not None:
-            for frame in self._decoder.decode(encoded_frame):
+        jitter_buffer = self._jitter_buffer
+        if jitter_buffer is not None and jitter_buffer.skips != self._skips_seen:
+            self._skips_seen = jitter_buffer.skips
+            self._waiting_for_keyframe = True
+        for frame in self._decoder.decode(encoded_frame):
+            if self._waiting_for_keyframe:
+                if not frame.keyframe:
+                    counters.frames_dropped += 1
+                    continue
+                self._waiting_for_keyframe = False
+            if self.on_frame is not None:
                 self.on_frame(frame)
 
     def get(self) -> None:

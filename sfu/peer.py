@@ -21,6 +21,7 @@ from aiortc.rtcicetransport import RTCIceCandidate
 
 from .forwarder import TrackForwarder
 from .frames import DirectFrameSink
+from .jitter import HoleSkippingJitterBuffer
 from .slot import SlotTrack
 from .stats import counters
 
@@ -187,10 +188,7 @@ class Peer:
             for kind, codecs in (("audio", audio_codecs), ("video", video_codecs)):
                 transceiver = self.pc.addTransceiver(kind, direction="recvonly")
                 transceiver.setCodecPreferences(codecs)
-                sink = DirectFrameSink()
-                # The receiver creates its decoder thread with this queue.
-                transceiver.receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
-                self._sinks[kind] = sink
+                self._sinks[kind] = self._replace_receiver_parts(transceiver)
         for index in range(len(self.slots), slot_count):
             slot = Slot(index, SlotTrack("audio"), SlotTrack("video"))
             for track, codecs in (
@@ -201,6 +199,24 @@ class Peer:
                 transceiver.setCodecPreferences(codecs)
                 self._prepare_sender(transceiver, slot, track)
             self.slots.append(slot)
+
+    def _replace_receiver_parts(
+        self, transceiver: RTCRtpTransceiver
+    ) -> DirectFrameSink:
+        """Give a receiver the stall-free jitter buffer and the direct sink.
+
+        Both replace private attributes of aiortc 1.16.0's RTCRtpReceiver
+        before it starts: the receiver creates its decoder thread with the
+        queue it has then.
+        """
+        receiver = transceiver.receiver
+        jitter_buffer = None
+        if transceiver.kind == "video":
+            jitter_buffer = HoleSkippingJitterBuffer()
+            receiver._RTCRtpReceiver__jitter_buffer = jitter_buffer  # type: ignore[attr-defined]
+        sink = DirectFrameSink(jitter_buffer)
+        receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
+        return sink
 
     def _prepare_sender(
         self, transceiver: RTCRtpTransceiver, slot: Slot, track: SlotTrack

@@ -113,3 +113,53 @@ async def test_trickled_candidates_connect(server: ServerProcess) -> None:
     # Each bot has one host candidate on 127.0.0.1.
     after = (await server.stats())["sfu"]["trickled_candidates"]
     assert after - before >= 2
+
+
+async def test_lost_packet_stalls_under_one_second(server: ServerProcess) -> None:
+    room = await server.create_room()
+    token, room_id = room["guest"].token, room["room"].id
+    alice = Bot(
+        server.url, room_id, token, "Alice", video=LoopTrack("video", CLIP, 1 / 30)
+    )
+    bob = Bot(server.url, room_id, token, "Bob")
+    try:
+        await alice.join()
+        await bob.join()
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= 15, timeout=15)
+        drop_one_video_packet_for_good(alice)
+        await asyncio.sleep(4)
+        arrivals = list(bob.arrival_times(alice.id))
+    finally:
+        await bob.close()
+        await alice.close()
+
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    # The clip has a keyframe every second and cannot answer a PLI, so the
+    # picture resumes at the next one; aiortc's own buffer stalls for seconds.
+    assert max(gaps) < 1.5
+    assert arrivals[-1] - arrivals[0] > 4
+
+
+def drop_one_video_packet_for_good(bot: Bot) -> None:
+    """Drop the publisher's next video RTP packet and never retransmit it."""
+    video = bot.pc.getTransceivers()[1]
+    payload_type = video.sender._RTCRtpSender__rtx_payload_type
+    video.sender._retransmit = _no_retransmit
+    transport = video.sender.transport
+    send = transport._send_rtp
+    dropped = False
+
+    async def send_rtp(data: bytes) -> None:
+        nonlocal dropped
+        is_rtcp = 192 <= data[1] <= 223
+        if not dropped and not is_rtcp and (data[1] & 0x7F) != payload_type:
+            if len(data) > 200:
+                dropped = True
+                return
+        await send(data)
+
+    transport._send_rtp = send_rtp
+
+
+async def _no_retransmit(sequence_number: int) -> None:
+    return None

@@ -78,6 +78,7 @@ class Bot:
         self.mids: dict[str, str | None] = {}
         self.received: dict[str, list[EncodedFrame]] = collections.defaultdict(list)
         self.first_frame_at: dict[str, float] = {}
+        self.arrivals: dict[str, list[float]] = collections.defaultdict(list)
         self.data_messages: list[dict[str, Any]] = []
         self.ws_messages: list[dict[str, Any]] = []
         self.channel: Any = None
@@ -222,6 +223,7 @@ class Bot:
                     continue
                 key = f"{publisher}/{track.kind}"
                 self.received[key].append(frame)
+                self.arrivals[key].append(time.monotonic())
                 self.first_frame_at.setdefault(key, time.monotonic())
         except MediaStreamError:
             pass
@@ -269,6 +271,9 @@ class Bot:
             task.cancel()
         assert self.session is not None
         await self.session.close()
+
+    def arrival_times(self, publisher_id: str, kind: str = "video") -> list[float]:
+        return self.arrivals.get(f"{publisher_id}/{kind}", [])
 
     def frames_from(self, publisher_id: str, kind: str = "video") -> list[EncodedFrame]:
         return self.received.get(f"{publisher_id}/{kind}", [])
