@@ -165,8 +165,17 @@ class DirectFrameSink:
         return self._stop.get()
 
 
+_installed = False
+
+
+def passthrough_installed() -> bool:
+    return _installed
+
+
 def install_passthrough() -> None:
     """Patch aiortc in this process so it neither decodes nor encodes media."""
+    global _installed
+    _installed = True
     aiortc.rtcrtpreceiver.get_decoder = PassthroughDecoder  # type: ignore[assignment]
     aiortc.rtcrtpsender.get_encoder = PackOnlyEncoder  # type: ignore[assignment]
     logger.debug("- aiortc passthrough installed")

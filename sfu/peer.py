@@ -20,7 +20,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.rtcicetransport import RTCIceCandidate
 
 from .forwarder import TrackForwarder
-from .frames import DirectFrameSink
+from .frames import DirectFrameSink, passthrough_installed
 from .jitter import HoleSkippingJitterBuffer
 from .slot import SlotTrack
 from .stats import counters
@@ -188,7 +188,8 @@ class Peer:
             for kind, codecs in (("audio", audio_codecs), ("video", video_codecs)):
                 transceiver = self.pc.addTransceiver(kind, direction="recvonly")
                 transceiver.setCodecPreferences(codecs)
-                self._sinks[kind] = self._replace_receiver_parts(transceiver)
+                if passthrough_installed():
+                    self._sinks[kind] = self._replace_receiver_parts(transceiver)
         for index in range(len(self.slots), slot_count):
             slot = Slot(index, SlotTrack("audio"), SlotTrack("video"))
             for track, codecs in (
@@ -239,7 +240,9 @@ class Peer:
                 track, transceiver.receiver, ssrcs.get(transceiver.mid), self.id
             )
             self.forwarders[transceiver.kind] = forwarder
-            self._sinks[transceiver.kind].on_frame = forwarder.push
+            sink = self._sinks.get(transceiver.kind)
+            if sink is not None:
+                sink.on_frame = forwarder.push
 
     async def add_candidate(
         self, text: str | None, sdp_mid: str | None, sdp_mline_index: int | None
