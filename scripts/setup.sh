@@ -27,6 +27,7 @@ python_env() {
         apt_install python3-venv
     fi
     if [ ! -x .venv/bin/python ]; then
+        echo "Creating .venv and installing Python packages (about a minute)..."
         python3 -m venv .venv
     fi
     .venv/bin/pip install -q --disable-pip-version-check -e ".$1"

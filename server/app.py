@@ -25,7 +25,13 @@ from .invites import InviteError, admit, make_link
 from .rooms import RoomRegistry
 from .signalling import LIVENESS_TIMEOUT, MAX_FRAME_SIZE, Session
 from .storage import ROLE_GUEST, ROLE_HOST, Storage
-from .workers import FORWARDED_FOR, WorkerPool, relay_api, relay_websocket
+from .workers import (
+    FORWARDED_FOR,
+    WorkerPool,
+    WorkerUnavailable,
+    relay_api,
+    relay_websocket,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +245,13 @@ async def worker_stats(request: web.Request) -> web.Response:
 async def front_admin_stats(request: web.Request) -> web.Response:
     """Return the sums over the front and all workers, and each worker's own."""
     check_admin(request)
-    workers = await request.app[POOL].stats()
+    try:
+        workers = await request.app[POOL].stats()
+    except WorkerUnavailable as error:
+        logger.warning("x admin stats incomplete: %s", error)
+        raise web.HTTPServiceUnavailable(
+            text='{"error": {"code": "unavailable"}}', content_type="application/json"
+        ) from error
     front = process_stats()
     total = {
         "process": {
@@ -369,9 +381,11 @@ def build_worker_app(settings: Settings, storage: Storage) -> web.Application:
     return app
 
 
-async def serve_until_stopped(runner: web.AppRunner, site: web.BaseSite) -> None:
-    """Start ``site`` and serve until SIGINT or SIGTERM, then clean up."""
-    stop = asyncio.Event()
+async def serve_until_stopped(
+    runner: web.AppRunner, stop: asyncio.Event | None = None
+) -> None:
+    """Serve until SIGINT, SIGTERM or ``stop`` is set, then clean up."""
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -381,6 +395,16 @@ async def serve_until_stopped(runner: web.AppRunner, site: web.BaseSite) -> None
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await runner.cleanup()
+
+
+async def watch_parent(stop: asyncio.Event) -> None:
+    """Set ``stop`` when the front process that started this worker is gone."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(1)
+        if os.getppid() != parent:
+            logger.warning("front process %d is gone; worker stopping", parent)
+            stop.set()
 
 
 async def run_server(
@@ -409,14 +433,19 @@ async def run_server(
     )
     if on_started is not None:
         on_started()
-    await serve_until_stopped(runner, site)
+    await serve_until_stopped(runner)
     logger.info("server stopped")
 
 
 async def run_worker(settings: Settings, storage: Storage, socket_path: Path) -> None:
-    """Host rooms for the front process until SIGTERM."""
+    """Host rooms for the front process until SIGTERM or the front's exit."""
     runner = web.AppRunner(build_worker_app(settings, storage), shutdown_timeout=5)
     await runner.setup()
     site = web.UnixSite(runner, str(socket_path))
     await site.start()
-    await serve_until_stopped(runner, site)
+    stop = asyncio.Event()
+    watchdog = asyncio.create_task(watch_parent(stop))
+    try:
+        await serve_until_stopped(runner, stop)
+    finally:
+        watchdog.cancel()

@@ -446,6 +446,7 @@ def _run_invite_revoke(args: argparse.Namespace) -> int:
 
 async def _invite_revoke(settings: Settings, invite_id: str) -> int:
     storage = await SqliteStorage.open(settings.db_path)
+    started = time.time()
     try:
         invite = await storage.revoke_invite(invite_id)
         if invite is None:
@@ -458,5 +459,11 @@ async def _invite_revoke(settings: Settings, invite_id: str) -> int:
         await storage.close()
 
     room_name = invite.room_id if room is None else room.name
+    if invite.revoked_at is not None and invite.revoked_at < started:
+        print(
+            f"Invite {invite.id} ({invite.role}) of room {room_name} was already"
+            f" revoked on {_format_time(invite.revoked_at)}."
+        )
+        return 0
     print(f"Revoked invite {invite.id} ({invite.role}) of room {room_name}.")
     return 0

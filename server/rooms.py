@@ -165,13 +165,24 @@ class Room:
     async def negotiate(self, participant: Participant, offer_sdp: str) -> str:
         """Answer a participant's first or later offer and return the answer."""
         peer = participant.peer
-        if peer is None:
-            peer = Peer(participant.id, self._rtc_configuration)
-            peer.on_message = self._on_data_message
-            peer.on_channel_open = self._on_channel_open
-            peer.on_failed = self._on_peer_failed
-            participant.peer = peer
-        return await peer.answer(offer_sdp, self.max_slots)
+        if peer is not None:
+            # NOTE: a later offer that aiortc fails to apply leaves the peer
+            # connection in an unknown state; the client reconnects then.
+            return await peer.answer(offer_sdp, self.max_slots)
+
+        peer = Peer(participant.id, self._rtc_configuration)
+        peer.on_message = self._on_data_message
+        peer.on_channel_open = self._on_channel_open
+        peer.on_failed = self._on_peer_failed
+        participant.peer = peer
+        try:
+            return await peer.answer(offer_sdp, self.max_slots)
+        except Exception:
+            # A first offer that fails may have left transceivers behind, so a
+            # corrected offer starts on a new peer connection.
+            participant.peer = None
+            await peer.close()
+            raise
 
     def start_forwarding(self, participant: Participant) -> None:
         """Route media to and from the participant once it has its answer."""
@@ -213,7 +224,8 @@ class Room:
 
     def _on_peer_failed(self, peer: Peer) -> None:
         participant = self.participants.get(peer.id)
-        if participant is not None:
+        # A peer discarded after a failed first offer closes without meaning it.
+        if participant is not None and participant.peer is peer:
             logger.info(
                 "peer %s in room %s lost its media connection", peer.id, self.id
             )

@@ -66,16 +66,23 @@ class Session:
         return f"Session({who}, {self.remote})"
 
     def send(self, message: dict[str, Any]) -> None:
+        if self._closing is not None:
+            return
         if self._outbox.qsize() >= SEND_QUEUE_LIMIT:
-            logger.warning("x %r does not read its messages; closing", self)
-            self._outbox.put_nowait(None)
+            logger.warning(
+                "x %r: %d messages unsent; closing", self, self._outbox.qsize()
+            )
+            self._close_soon(WSCloseCode.POLICY_VIOLATION, "too many unsent messages")
             return
         self._outbox.put_nowait(message)
 
     def disconnect(self, reason: str) -> None:
         """Close the connection soon; the client may reconnect."""
+        self._close_soon(CLOSE_MEDIA_FAILED, reason)
+
+    def _close_soon(self, code: int, reason: str) -> None:
         if self._closing is None:
-            self._closing = asyncio.create_task(self.close(CLOSE_MEDIA_FAILED, reason))
+            self._closing = asyncio.create_task(self.close(code, reason))
 
     async def run(self) -> None:
         self._writer = asyncio.create_task(self._write())
@@ -84,6 +91,8 @@ class Session:
         finally:
             self._outbox.put_nowait(None)
             await self._writer
+            if self._closing is not None:
+                await self._closing
             if self.room is not None and self.participant is not None:
                 await self.room.remove(self.participant.id, self.leave_reason)
             if not self.ws.closed:
@@ -117,17 +126,26 @@ class Session:
                 return
             text = msg.data if msg.type == WSMsgType.TEXT else None
             await self._dispatch(text)
+            # Let the writer run even when a burst of messages is buffered.
+            await asyncio.sleep(0)
 
     async def _dispatch(self, text: str | None) -> None:
         try:
-            message = protocol.parse_message(text)
+            try:
+                message = protocol.parse_message(text)
+            except protocol.ProtocolError:
+                if self.participant is None:
+                    raise protocol.ProtocolError(
+                        "not_joined", "Send a join message first."
+                    ) from None
+                raise
+            if self.participant is None and message["type"] != "join":
+                raise protocol.ProtocolError("not_joined", "Send a join message first.")
             handler = self._handlers.get(message["type"])
             if handler is None:
                 raise protocol.bad_message(
                     f"Unknown message type {message['type'][:32]!r}."
                 )
-            if self.participant is None and handler != self.handle_join:
-                raise protocol.ProtocolError("not_joined", "Send a join message first.")
             await handler(message)
         except protocol.ProtocolError as exc:
             await self._reject(exc)

@@ -35,6 +35,10 @@ FORWARDED_FOR = "X-Forwarded-For"
 UNSENDABLE_CLOSE_CODES = {1005, 1006, 1015}
 
 
+class WorkerUnavailable(Exception):
+    """A worker process is down or restarting."""
+
+
 def room_of(first_message: str) -> str:
     """Return the room id named in a join message, or "" if there is none.
 
@@ -181,29 +185,52 @@ class WorkerPool:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     async def stats(self) -> list[dict[str, Any]]:
+        """Return each worker's counters; raise WorkerUnavailable if one is down."""
+
         async def one(worker: Worker) -> dict[str, Any]:
-            assert worker.client is not None
-            async with worker.client.get("http://worker/internal/stats") as response:
-                return await response.json()
+            if worker.client is None:
+                raise WorkerUnavailable(f"worker {worker.index} is restarting")
+            try:
+                async with worker.client.get("http://worker/internal/stats") as reply:
+                    return await reply.json()
+            except aiohttp.ClientError as error:
+                raise WorkerUnavailable(f"worker {worker.index}: {error}") from error
 
         return list(await asyncio.gather(*(one(w) for w in self.workers)))
+
+
+def unavailable() -> web.Response:
+    return web.json_response(
+        {
+            "error": {
+                "code": "unavailable",
+                "message": "The server is restarting this room. Try again shortly.",
+            }
+        },
+        status=503,
+        headers={"Retry-After": "2"},
+    )
 
 
 async def relay_api(request: web.Request, pool: WorkerPool) -> web.Response:
     """Pass a room's API request to the worker that hosts the room."""
     worker = pool.worker_for(request.match_info["room_id"])
     if worker.client is None:
-        raise web.HTTPServiceUnavailable(text="The room's worker is restarting.")
+        return unavailable()
     headers = {FORWARDED_FOR: request.remote or ""}
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
-    async with worker.client.get(
-        "http://worker" + request.rel_url.path, headers=headers
-    ) as upstream:
-        body = await upstream.read()
-        return web.Response(
-            body=body, status=upstream.status, content_type=upstream.content_type
-        )
+    try:
+        async with worker.client.get(
+            "http://worker" + request.rel_url.path, headers=headers
+        ) as upstream:
+            body = await upstream.read()
+            return web.Response(
+                body=body, status=upstream.status, content_type=upstream.content_type
+            )
+    except aiohttp.ClientError as error:
+        logger.warning("x %r unreachable for %s: %s", worker, request.remote, error)
+        return unavailable()
 
 
 async def relay_websocket(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import re
 from collections.abc import Callable
@@ -58,6 +59,29 @@ def codec_preferences(kind: str, mime_type: str) -> list[RTCRtpCodecCapability]:
         raise ValueError(f"codec {mime_type!r} is not supported by aiortc")
     rtx = [c for c in codecs if c.mimeType.lower() == f"{kind}/rtx"]
     return chosen + rtx
+
+
+def describe(error: Exception) -> str:
+    # aiortc raises some errors, assertions among them, without a message.
+    return str(error) or type(error).__name__
+
+
+def usable_address(address: str) -> bool:
+    """Tell whether a candidate address may receive connectivity checks.
+
+    Multicast, broadcast and unspecified addresses would make the server send
+    STUN packets where no peer can be. Host names (browsers hide their
+    addresses behind mDNS ``.local`` names) are left to aioice to resolve.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    return not (
+        ip.is_multicast
+        or ip.is_unspecified
+        or ip == ipaddress.IPv4Address("255.255.255.255")
+    )
 
 
 def publisher_ssrcs(description: aiortc_sdp.SessionDescription) -> dict[str, int]:
@@ -152,7 +176,7 @@ class Peer:
         try:
             description = aiortc_sdp.SessionDescription.parse(offer_sdp)
         except Exception as exc:  # the parser raises many kinds of errors
-            raise OfferError(f"The offer is not valid SDP: {exc}") from exc
+            raise OfferError(f"The offer is not valid SDP: {describe(exc)}") from exc
         slot_count = check_layout(description, max_slots)
         if slot_count < len(self.slots):
             raise OfferError(
@@ -168,7 +192,9 @@ class Peer:
             )
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
-            raise OfferError(f"The offer could not be applied: {exc}") from exc
+            raise OfferError(
+                f"The offer could not be applied: {describe(exc)}"
+            ) from exc
 
         if first:
             self._start_forwarders(publisher_ssrcs(description))
@@ -260,7 +286,13 @@ class Peer:
                 candidate = aiortc_sdp.candidate_from_sdp(value)
             except (ValueError, IndexError, AssertionError) as exc:
                 # aiortc checks candidate fields with assert.
-                raise OfferError(f"The ICE candidate is not valid: {exc}") from exc
+                raise OfferError(
+                    f"The ICE candidate is not valid: {describe(exc)}"
+                ) from exc
+            if not usable_address(candidate.ip):
+                raise OfferError(
+                    f"The ICE candidate's address {candidate.ip[:64]!r} cannot be used."
+                )
             candidate.sdpMid = sdp_mid
             candidate.sdpMLineIndex = sdp_mline_index
             counters.trickled_candidates += 1

@@ -58,6 +58,10 @@ const ui = {
     /** @type {HTMLElement} */ roomCount: byId('room-count'),
     /** @type {HTMLElement} */ status: byId('status'),
     /** @type {HTMLElement} */ message: byId('message'),
+    /** @type {HTMLElement} */ messageHint: byId('message-hint'),
+    /** @type {HTMLElement} */ inviteRow: byId('invite-row'),
+    /** @type {HTMLElement} */ inviteMissing: byId('invite-missing'),
+    /** @type {HTMLElement} */ inviteCommand: byId('invite-command'),
     /** @type {HTMLElement} */ loading: byId('loading'),
     /** @type {HTMLElement} */ invite: byId('invite'),
     /** @type {HTMLElement} */ inviteUrl: byId('invite-url'),
@@ -245,6 +249,13 @@ async function loadRoom() {
     if (response.status === 403) {
         showFatalError(error?.code ?? 'invalid_invite',
             error?.message ?? INVALID_INVITE_MESSAGE);
+        if (!app.token) {
+            // The usual cause: a link copied from the address bar, which no
+            // longer shows the code after "#".
+            ui.messageHint.textContent = 'This link has no invite code. Open the'
+                + ' full invite link you were given: it ends with # and a code.';
+            ui.messageHint.hidden = false;
+        }
     } else {
         showFatalError(error?.code ?? `http_${response.status}`,
             error?.message ?? `The room could not be loaded (HTTP ${response.status}).`
@@ -367,10 +378,13 @@ function renderRoomHeader() {
 }
 
 function renderInvite() {
-    const visible = app.role === 'host' && app.inviteUrl !== null;
-    ui.invite.hidden = !visible;
-    if (visible) {
+    ui.invite.hidden = app.role !== 'host';
+    ui.inviteRow.hidden = app.inviteUrl === null;
+    ui.inviteMissing.hidden = app.inviteUrl !== null;
+    if (app.inviteUrl !== null) {
         ui.inviteUrl.textContent = app.inviteUrl;
+    } else {
+        ui.inviteCommand.textContent = `coworking invite create ${app.roomId}`;
     }
 }
 

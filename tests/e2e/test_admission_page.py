@@ -154,3 +154,40 @@ async def test_revoked_invite_refused_on_socket(
     errors = [m for m in received if m["type"] == "error"]
     assert [e["code"] for e in errors] == ["invalid_invite"]
     assert not [m for m in received if m["type"] == "welcome"]
+
+
+async def test_tokenless_link_explains_hint(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room(ROOM_NAME)
+    page = await open_page("red", await tokenless_link(server, room))
+    await assert_refused_page(page)
+
+    hint = page.locator("#message-hint")
+    assert await hint.is_visible()
+    assert "no invite code" in await hint.inner_text()
+
+
+async def test_wrong_token_has_no_hint(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room(ROOM_NAME)
+    page = await open_page("red", await unknown_token_link(server, room))
+    await assert_refused_page(page)
+
+    assert not await page.locator("#message-hint").is_visible()
+
+
+async def test_host_told_when_no_guest_link(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room(ROOM_NAME)
+    await revoke_guest_invite(server, room)
+    host_link = f"{server.url}/r/{room['room'].id}?name=Host#{room['host'].token}"
+    page = await open_page("red", host_link)
+    await wait_phase(page, "prejoin")
+
+    assert not await page.locator("#invite-url").is_visible()
+    missing = page.locator("#invite-missing")
+    assert await missing.is_visible()
+    assert f"coworking invite create {room['room'].id}" in await missing.inner_text()

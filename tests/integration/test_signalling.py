@@ -412,8 +412,26 @@ async def test_candidate_before_offer_ignored(
         {"type": "candidate", "candidate": "candidate:1 1 udp 1 127.0.0.1 1 typ host"},
         {"type": "candidate", "candidate": None, "sdpMLineIndex": -1},
         {"type": "candidate", "candidate": "x" * 2000, "sdpMid": "0"},
+        {
+            "type": "candidate",
+            "candidate": "candidate:1 1 udp 1 224.0.0.251 5353 typ host",
+            "sdpMid": "0",
+        },
+        {
+            "type": "candidate",
+            "candidate": "candidate:1 1 udp 1 0.0.0.0 9 typ host",
+            "sdpMid": "0",
+        },
     ],
-    ids=["unparsable", "not a string", "no mid", "negative index", "too long"],
+    ids=[
+        "unparsable",
+        "not a string",
+        "no mid",
+        "negative index",
+        "too long",
+        "multicast",
+        "unspecified",
+    ],
 )
 async def test_bad_candidate_rejected(
     server: ServerProcess, room: dict[str, Any], message: dict[str, Any]
@@ -454,3 +472,52 @@ async def test_candidate_flood_capped(
     errors = [m for m in bot.ws_messages if m["type"] == "error"]
     assert len(errors) == 1
     assert "64" in errors[0]["message"]
+
+
+async def test_ping_burst_answered(
+    server: ServerProcess, http: aiohttp.ClientSession, room: dict[str, Any]
+) -> None:
+    ws, _ = await join_raw(http, server, room["room"].id, room["guest"].token)
+    log_start = len(server.log_text())
+    for _ in range(3000):
+        await ws.send_str('{"type": "ping"}')
+    pongs = 0
+    closed = None
+    while pongs < 3000:
+        msg = await ws.receive(timeout=10)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            closed = msg.data
+            break
+        pongs += json.loads(msg.data)["type"] == "pong"
+    await ws.close()
+
+    # Either every ping is answered, or the client is closed once as too slow.
+    assert pongs == 3000 or closed == CLOSE_POLICY_VIOLATION
+    assert server.log_text()[log_start:].count("unsent") <= 1
+
+
+async def test_corrected_offer_publishes(
+    server: ServerProcess, room: dict[str, Any]
+) -> None:
+    from tests.integration.test_forwarding import publisher_tracks, wait_until
+
+    room_id, token = room["room"].id, room["guest"].token
+    alice = Bot(server.url, room_id, token, "Alice", **publisher_tracks())
+    bob = Bot(server.url, room_id, token, "Bob")
+    try:
+        await alice.connect()
+        await alice.send(join_message(room_id, token, "Alice"))
+        alice.welcome = await alice.receive()
+        # Codecs the server does not know make aiortc reject the offer.
+        offer = await make_offer(0)
+        unknown = offer.replace("VP8/", "XV8/").replace("opus/", "xopus/")
+        await alice.send({"type": "offer", "sdp": unknown})
+        error = await alice.receive()
+        await alice.negotiate(0)
+        await bob.join()
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= 10)
+    finally:
+        await bob.close()
+        await alice.close()
+
+    assert error["code"] == "bad_sdp"

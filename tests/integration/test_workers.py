@@ -8,6 +8,7 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from server.workers import worker_index
@@ -112,3 +113,56 @@ async def test_dead_worker_restarted(tmp_path: Path, loopback_only: None) -> Non
     finally:
         await server.stop()
     assert "exited with status -9" in server.log_text()
+
+
+async def test_room_api_unavailable_during_restart(
+    tmp_path: Path, loopback_only: None
+) -> None:
+    server = ServerProcess(tmp_path / "api.sqlite3", workers=2)
+    await server.start()
+    statuses: list[int] = []
+    try:
+        rooms = await rooms_on_two_workers(server)
+        victim = (await server.stats())["workers"][0]["process"]["pid"]
+        room = next(r for r in rooms if worker_index(r["room"].id, 2) == 0)
+        headers = {"Authorization": f"Bearer {room['guest'].token}"}
+        os.kill(victim, signal.SIGKILL)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                url = f"{server.url}/api/rooms/{room['room'].id}"
+                async with http.get(url, headers=headers) as response:
+                    statuses.append(response.status)
+                if statuses[-1] == 200 and 503 in statuses:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await server.stop()
+
+    assert 503 in statuses
+    assert statuses[-1] == 200
+    assert set(statuses) <= {200, 503}
+    assert "Traceback" not in server.log_text()
+
+
+async def test_workers_stop_with_front(tmp_path: Path, loopback_only: None) -> None:
+    server = ServerProcess(tmp_path / "orphans.sqlite3", workers=2)
+    await server.start()
+    pids = [w["process"]["pid"] for w in (await server.stats())["workers"]]
+    assert server.process is not None
+    server.process.kill()
+    await server.stop()
+
+    async def all_gone() -> bool:
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            return False
+        return True
+
+    for _ in range(100):
+        if await all_gone():
+            break
+        await asyncio.sleep(0.1)
+    assert await all_gone()

@@ -286,6 +286,20 @@ async def test_invite_revoke_rejects_link(tmp_path: Path) -> None:
     assert host.id in listed.stdout
 
 
+async def test_invite_revoke_twice_says_already(tmp_path: Path) -> None:
+    created = create_room(tmp_path)
+    _, guest = await admit_link(
+        tmp_path / "db.sqlite3", find_link(created, "Invite link: ")
+    )
+    run_coworking(tmp_path, "invite", "revoke", guest.id, "--db", "db.sqlite3")
+
+    again = run_coworking(tmp_path, "invite", "revoke", guest.id, "--db", "db.sqlite3")
+
+    assert again.returncode == 0, again.stderr
+    assert "was already revoked on" in again.stdout
+    assert again.stdout.startswith(f"Invite {guest.id} (guest) of room")
+
+
 def test_invite_revoke_unknown(tmp_path: Path) -> None:
     create_room(tmp_path)
 

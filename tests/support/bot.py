@@ -133,6 +133,10 @@ class Bot:
         slots = (
             self.welcome["slots"] if self.wanted_slots is None else self.wanted_slots
         )
+        await self.negotiate(slots)
+
+    async def negotiate(self, slots: int) -> None:
+        """Offer the peer connection with ``slots`` receive slots, then listen."""
         await self._negotiate(slots)
         self._ws_reader = asyncio.create_task(self._read_ws())
 
