@@ -1,0 +1,5 @@
+"""Entry point: ``python -m bench.sfuload --help``."""
+
+from .orchestrator import main
+
+main()
