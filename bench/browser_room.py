@@ -6,7 +6,8 @@ the server's CPU use over a steady window and each page's time from the Join
 click to its first remote frame. Run it inside a loopback-only network
 namespace, e.g.:
 
-    unshare -n -- sh -c 'ip link set lo up && exec .venv/bin/python bench/browser_room.py'
+    unshare -n -- sh -c \
+        'ip link set lo up && exec .venv/bin/python bench/browser_room.py'
 """
 
 from __future__ import annotations
@@ -35,9 +36,16 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """Return user plus system CPU time of a process and its threads."""
+    """Return the CPU time of a process, its threads and its child processes.
+
+    The server's worker processes are its children.
+    """
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    total = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += cpu_seconds(int(child))
+    return total
 
 
 async def evaluate_until(page: Page, script: str, timeout: float = 20.0) -> object:
@@ -75,7 +83,7 @@ async def start_server(db: Path, port: int) -> tuple[asyncio.subprocess.Process,
 
 async def run(participants: int, window: float) -> None:
     if any(a not in ("127.0.0.1", "::1") for a in interface_addresses()):
-        sys.exit("run this inside a loopback-only network namespace (see the docstring)")
+        sys.exit("run this inside a loopback-only network namespace (see above)")
     folder = Path(tempfile.mkdtemp(prefix="coworking-bench-"))
     server, link = await start_server(folder / "bench.sqlite3", free_port())
     base, token = link.split("#", 1)
@@ -114,10 +122,9 @@ async def run(participants: int, window: float) -> None:
     streams = participants * others
     print(f"participants: {participants}, forwarded video streams: {streams}")
     print(f"server CPU over {window:.0f} s: {cores:.3f} cores")
-    print(f"server CPU per forwarded video+audio pair: {cores / streams * 1000:.1f} ms/s")
-    decoded = [
-        p["framesDecoded"] for s in stats for p in s["participants"].values()
-    ]
+    per_pair = cores / streams * 1000
+    print(f"server CPU per forwarded video+audio pair: {per_pair:.1f} ms/s")
+    decoded = [p["framesDecoded"] for s in stats for p in s["participants"].values()]
     print(f"frames decoded per remote tile: min {min(decoded)}, max {max(decoded)}")
     print(
         "last remote first frame after Join, per page (ms): "
