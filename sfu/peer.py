@@ -23,6 +23,7 @@ from aiortc.rtcicetransport import RTCIceCandidate
 from .forwarder import TrackForwarder
 from .frames import DirectFrameSink, passthrough_installed
 from .jitter import HoleSkippingJitterBuffer
+from .rtpsend import FrameSender
 from .slot import SlotTrack
 from .stats import counters
 
@@ -252,6 +253,8 @@ class Peer:
         # One stream id per slot lets the browser lip-sync its audio and video.
         # aiortc gives every sender of a connection the same id otherwise.
         sender._stream_id = f"{self.id}-{slot.index}"
+        if passthrough_installed():
+            track.sender = FrameSender(sender, track.on_sender_started)
         if track.kind == "video":
             # A subscriber's PLI or FIR goes to the publisher; aiortc would
             # otherwise only flag its own (unused) encoder.

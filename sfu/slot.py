@@ -15,36 +15,46 @@ from .stats import counters
 
 if TYPE_CHECKING:
     from .forwarder import TrackForwarder
+    from .rtpsend import FrameSender
 
 logger = logging.getLogger(__name__)
 
-# Frames a subscriber may fall behind before its backlog is dropped: about 2 s
-# of 30 fps video, or 1 s of 20 ms Opus packets.
-VIDEO_QUEUE_LIMIT = 60
-AUDIO_QUEUE_LIMIT = 50
+# Decoded frames a slot keeps for aiortc's sender task in the transcoding
+# baseline, about 1 s of video.
+RECV_QUEUE_LIMIT = 30
 
 
 class SlotTrack(MediaStreamTrack):
-    """Feeds one subscriber's sender with the frames of one publisher track.
+    """Passes the frames of one publisher track to one subscriber's sender.
 
-    The source can change while the sender runs: the slot then waits for a
-    keyframe of the new source and shifts timestamps so that the outgoing RTP
-    timestamps keep advancing with wall-clock time.
+    The forwarder calls :meth:`push` for each frame, and the slot sends it at
+    once through its :class:`~sfu.rtpsend.FrameSender`. The source can change
+    while the sender runs: the slot then waits for a keyframe of the new
+    source and shifts timestamps so that the outgoing RTP timestamps keep
+    advancing with wall-clock time.
     """
 
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
         self.source: TrackForwarder | None = None
-        self.started = False
+        self.sender: FrameSender | None = None
         self.waiting_for_keyframe = kind == "video"
-        self._queue: collections.deque[EncodedFrame] = collections.deque()
-        self._ready = asyncio.Event()
-        self._limit = VIDEO_QUEUE_LIMIT if kind == "video" else AUDIO_QUEUE_LIMIT
         self._resync = True
         self._offset = 0
         self._last_pts: int | None = None
         self._last_time = 0.0
+        self._stopped = asyncio.Event()
+        self._pulling = False
+        self._queue: collections.deque[EncodedFrame] = collections.deque()
+        self._ready = asyncio.Event()
+
+    @property
+    def started(self) -> bool:
+        """Whether the sender runs: the subscriber's connection is up."""
+        if self.sender is None:
+            return self._pulling
+        return self.sender.ready
 
     def attach(self, source: TrackForwarder) -> None:
         self.detach()
@@ -57,15 +67,22 @@ class SlotTrack(MediaStreamTrack):
         if self.source is not None:
             self.source.remove_subscriber(self)
             self.source = None
-        self._queue.clear()
 
     def request_keyframe(self) -> None:
         if self.source is not None:
             self.source.request_keyframe()
 
+    def on_sender_started(self) -> None:
+        # The first keyframe for this subscriber: its connection is now up.
+        self.request_keyframe()
+
     def push(self, frame: EncodedFrame) -> None:
-        """Queue a frame from the source; called once per frame per slot."""
-        if not self.started:
+        """Send a frame from the source; called once per frame per slot."""
+        sender = self.sender
+        if sender is None:
+            self._queue_for_recv(frame)
+            return
+        if not sender.ready:
             return
         if self.waiting_for_keyframe:
             # A decoded frame (the transcoding baseline, COWORKING_SFU_TRANSCODE)
@@ -74,38 +91,15 @@ class SlotTrack(MediaStreamTrack):
                 counters.frames_dropped += 1
                 return
             self.waiting_for_keyframe = False
-        if len(self._queue) >= self._limit:
-            self._drop_backlog()
-            if self.waiting_for_keyframe:
-                return
-        self._queue.append(frame)
-        self._ready.set()
-
-    def _drop_backlog(self) -> None:
-        counters.frames_dropped += len(self._queue)
+        if sender.send(self._retime(frame)):
+            counters.frames_forwarded += 1
+            return
+        counters.frames_dropped += 1
         if self.kind == "video":
             # A gap in video corrupts every picture up to the next keyframe.
-            self._queue.clear()
             self.waiting_for_keyframe = True
             self.request_keyframe()
-        else:
-            for _ in range(len(self._queue) // 2):
-                self._queue.popleft()
-        logger.debug("x %s slot fell behind, backlog dropped", self.kind)
-
-    async def recv(self) -> EncodedFrame:  # type: ignore[override]
-        if not self.started:
-            # The sender pulls for the first time once DTLS is up.
-            self.started = True
-            self.request_keyframe()
-        while not self._queue:
-            if self.readyState != "live":
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-        frame = self._queue.popleft()
-        counters.frames_forwarded += 1
-        return self._retime(frame)
+        logger.debug("x %s slot fell behind, frame dropped", self.kind)
 
     def _retime(self, frame: EncodedFrame) -> EncodedFrame:
         now = time.monotonic()
@@ -122,7 +116,33 @@ class SlotTrack(MediaStreamTrack):
         self._last_pts = frame.pts
         return frame
 
+    def _queue_for_recv(self, frame: EncodedFrame) -> None:
+        # Without a FrameSender (the transcoding baseline), aiortc's sender
+        # task pulls frames through recv() and encodes them.
+        if not self._pulling:
+            return
+        if len(self._queue) >= RECV_QUEUE_LIMIT:
+            self._queue.clear()
+        self._queue.append(frame)
+        self._ready.set()
+
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        if self.sender is not None:
+            # The FrameSender replaces the sender's task that would call this.
+            await self._stopped.wait()
+            raise MediaStreamError
+        if not self._pulling:
+            self._pulling = True
+            self.request_keyframe()
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        return self._queue.popleft()
+
     def stop(self) -> None:
         self.detach()
         super().stop()
+        self._stopped.set()
         self._ready.set()

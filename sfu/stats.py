@@ -13,6 +13,7 @@ class Counters:
     frames_forwarded: int = 0
     frames_dropped: int = 0
     keyframe_requests: int = 0
+    retransmissions: int = 0
     forwarders: int = 0
     peer_connections: int = 0
     trickled_candidates: int = 0

@@ -163,3 +163,64 @@ def drop_one_video_packet_for_good(bot: Bot) -> None:
 
 async def _no_retransmit(sequence_number: int) -> None:
     return None
+
+
+async def test_lost_packets_retransmitted(server: ServerProcess) -> None:
+    room = await server.create_room()
+    token, room_id = room["guest"].token, room["room"].id
+    alice = Bot(
+        server.url, room_id, token, "Alice", video=LoopTrack("video", CLIP, 1 / 30)
+    )
+    # One slot: aiortc 1.16.0 routes a retransmission (RTX) packet by its SSRC
+    # or, when only one receiver has its payload type, by that, so a
+    # scripted subscriber with several video slots drops retransmissions.
+    bob = Bot(server.url, room_id, token, "Bob", slots=1)
+    try:
+        await alice.join()
+        await bob.join()
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= 5, timeout=15)
+        before = (await server.stats())["sfu"]["retransmissions"]
+        dropped = drop_every_nth_video_packet(bob, 10)
+        start = len(bob.frames_from(alice.id))
+        await asyncio.sleep(3)
+        received = bob.frames_from(alice.id)[start:]
+        retransmitted = (await server.stats())["sfu"]["retransmissions"] - before
+    finally:
+        await bob.close()
+        await alice.close()
+
+    assert dropped[0] >= 5
+    assert retransmitted >= dropped[0]
+    # Every lost packet came back through a retransmission: no frame is
+    # missing and each is the publisher's own.
+    assert len(received) >= 80
+    assert all(frame.data in set(alice.video.sent) for frame in received)
+
+
+def drop_every_nth_video_packet(bot: Bot, n: int) -> list[int]:
+    """Drop every nth first-time video packet arriving at ``bot``; count them."""
+    dropped = [0]
+    for transceiver in bot.pc.getTransceivers():
+        if transceiver.kind != "video" or transceiver.direction != "recvonly":
+            continue
+        receiver = transceiver.receiver
+        codecs = receiver._RTCRtpReceiver__codecs
+        primary = {pt for pt, codec in codecs.items() if codec.name == "VP8"}
+        receiver._handle_rtp_packet = dropping_handler(
+            receiver._handle_rtp_packet, primary, n, dropped
+        )
+    return dropped
+
+
+def dropping_handler(handle, primary: set[int], n: int, dropped: list[int]):
+    seen = [0]
+
+    async def handle_packet(packet, arrival_time_ms):
+        if packet.payload_type in primary:
+            seen[0] += 1
+            if seen[0] % n == 0:
+                dropped[0] += 1
+                return
+        await handle(packet, arrival_time_ms)
+
+    return handle_packet
