@@ -1,4 +1,12 @@
-"""A video jitter buffer that gives up on a packet lost for good."""
+"""Jitter buffers for the SFU's receivers: no waiting that forwarding does not need.
+
+aiortc 1.16.0's buffers are built for decoding. Its video buffer releases a
+frame only when the next frame's first packet arrives (one frame interval of
+delay), and waits for a lost packet until 512 packets have queued behind it.
+Its audio buffer holds four 20 ms packets before releasing any (80 ms). The
+SFU forwards to browsers, whose own jitter buffers reorder and smooth, so it
+releases each frame as soon as it is whole.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +23,16 @@ MAX_HOLE_WAIT = 0.3
 
 
 class HoleSkippingJitterBuffer(JitterBuffer):
-    """aiortc's video jitter buffer, without its stall on a lost packet.
+    """aiortc's video jitter buffer, without its waits.
 
-    aiortc 1.16.0 releases frames only from an unbroken run of packets, and
-    asks for a lost packet once. A packet that never arrives holds back every
-    later frame until 512 packets have queued behind it: seconds of frozen
-    video, then a burst of stale frames. This buffer drops the broken frame
-    once no frame has come out for ``max_wait`` seconds while a later packet
-    is waiting, and raises the PLI flag so that the publisher sends a
-    keyframe. ``skips`` counts the drops, so that the consumer can hold back
-    frames that depend on the lost one.
+    A frame comes out as soon as its last packet (the one with the marker bit)
+    completes an unbroken run from the buffer's start. A packet that never
+    arrives would hold back every later frame until 512 packets queued behind
+    it: seconds of frozen video, then a burst of stale frames. This buffer
+    drops the broken frame once no frame has come out for ``max_wait`` seconds
+    while a later packet is waiting, and raises the PLI flag so that the
+    publisher sends a keyframe. ``skips`` counts the drops, so that the
+    consumer can hold back frames that depend on the lost one.
     """
 
     def __init__(
@@ -44,6 +52,8 @@ class HoleSkippingJitterBuffer(JitterBuffer):
         if self._newest is None or uint16_gt(packet.sequence_number, self._newest):
             self._newest = packet.sequence_number
         pli_flag, frame = super().add(packet)
+        if frame is None and packet.marker:
+            frame = self._release_whole(packet)
         now = self._clock()
         if frame is not None:
             self._last_output = now
@@ -100,5 +110,46 @@ class HoleSkippingJitterBuffer(JitterBuffer):
         self.remove(drop)
         return True, whole
 
+    def _release_whole(self, last: RtpPacket) -> JitterFrame | None:
+        """Return the frame at the start if ``last`` completes it, else None."""
+        if self._origin is None:
+            return None
+        count = uint16_add(last.sequence_number, -self._origin) + 1
+        if count > self._capacity:
+            return None
+        packets = []
+        for offset in range(count):
+            packet = self._packet_at(offset)
+            if packet is None or packet.timestamp != last.timestamp:
+                return None
+            packets.append(packet)
+        self.remove(count)
+        return JitterFrame(
+            data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
+            timestamp=last.timestamp,
+        )
+
     def _packet_at(self, offset: int) -> RtpPacket | None:
         return self._packets[(self._origin + offset) % self._capacity]
+
+
+class ImmediateAudioBuffer:
+    """Releases each audio packet as it arrives, in place of aiortc's buffer.
+
+    An Opus packet decodes on its own, so nothing is gained by holding it.
+    Packets older than the newest one seen (late or repeated) are dropped,
+    because the SFU numbers the packets it sends in the order it sends them.
+    """
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self._newest: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        sequence = packet.sequence_number
+        if self._newest is not None and not uint16_gt(sequence, self._newest):
+            return False, None
+        self._newest = sequence
+        data = packet._data  # type: ignore[attr-defined]
+        return False, JitterFrame(data=data, timestamp=packet.timestamp)

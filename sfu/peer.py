@@ -22,7 +22,7 @@ from aiortc.rtcicetransport import RTCIceCandidate
 
 from .forwarder import TrackForwarder
 from .frames import DirectFrameSink, passthrough_installed
-from .jitter import HoleSkippingJitterBuffer
+from .jitter import HoleSkippingJitterBuffer, ImmediateAudioBuffer
 from .rtpsend import FrameSender
 from .slot import SlotTrack
 from .stats import counters
@@ -231,17 +231,19 @@ class Peer:
     def _replace_receiver_parts(
         self, transceiver: RTCRtpTransceiver
     ) -> DirectFrameSink:
-        """Give a receiver the stall-free jitter buffer and the direct sink.
+        """Give a receiver jitter buffers that do not wait, and the direct sink.
 
         Both replace private attributes of aiortc 1.16.0's RTCRtpReceiver
         before it starts: the receiver creates its decoder thread with the
         queue it has then.
         """
         receiver = transceiver.receiver
-        jitter_buffer = None
+        jitter_buffer: HoleSkippingJitterBuffer | None = None
         if transceiver.kind == "video":
             jitter_buffer = HoleSkippingJitterBuffer()
             receiver._RTCRtpReceiver__jitter_buffer = jitter_buffer  # type: ignore[attr-defined]
+        else:
+            receiver._RTCRtpReceiver__jitter_buffer = ImmediateAudioBuffer()  # type: ignore[attr-defined]
         sink = DirectFrameSink(jitter_buffer)
         receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
         return sink

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
-from sfu.jitter import HoleSkippingJitterBuffer
+from sfu.jitter import HoleSkippingJitterBuffer, ImmediateAudioBuffer
 
 PACKETS_PER_FRAME = 4
 FRAME_INTERVAL = 1 / 30
@@ -66,7 +66,8 @@ def test_no_loss_releases_every_frame() -> None:
 
     released, plis = feed(buffer, clock, 60, set(), {})
 
-    assert released == list(range(59))
+    # Each frame comes out with its last packet, not with the next frame.
+    assert released == list(range(60))
     assert plis == 0
     assert buffer.skips == 0
 
@@ -80,7 +81,7 @@ def test_lost_packet_skipped_after_deadline() -> None:
 
     assert 10 not in released
     assert released[:10] == list(range(10))
-    assert released[-1] == 58
+    assert released[-1] == 59
     # Frames after the hole come out within about max_wait, not seconds.
     first_after = released[10]
     assert 11 <= first_after <= 11 + int(0.3 / FRAME_INTERVAL) + 2
@@ -95,7 +96,8 @@ def test_aiortc_buffer_stalls_on_same_loss() -> None:
 
     released, _ = feed(buffer, clock, 60, lost, {})
 
-    # The reason for HoleSkippingJitterBuffer: nothing after the hole.
+    # The reason for HoleSkippingJitterBuffer: nothing after the hole, and
+    # frame 9 waits for frame 10's first packet.
     assert released == list(range(10))
 
 
@@ -108,7 +110,7 @@ def test_lost_first_packet_skipped() -> None:
 
     assert 19 in released
     assert 20 not in released
-    assert released[-1] == 58
+    assert released[-1] == 59
     assert buffer.skips == 1
 
 
@@ -120,5 +122,31 @@ def test_retransmission_in_time_kept() -> None:
 
     released, _ = feed(buffer, clock, 60, set(), late)
 
-    assert released == list(range(59))
+    assert released == list(range(60))
     assert buffer.skips == 0
+
+
+def test_whole_frame_released_with_last_packet() -> None:
+    clock = FakeClock()
+    buffer = HoleSkippingJitterBuffer(clock=clock)
+    outputs = [buffer.add(packet)[1] for packet in frame_packets(0)]
+
+    assert outputs[:-1] == [None] * (PACKETS_PER_FRAME - 1)
+    assert outputs[-1] is not None
+    assert outputs[-1].data == b"".join(bytes([0, part]) for part in range(4))
+
+
+def test_audio_packets_released_at_once() -> None:
+    buffer = ImmediateAudioBuffer()
+    packets = [
+        RtpPacket(payload_type=111, sequence_number=n, timestamp=n * 960)
+        for n in (65534, 65535, 0, 1)
+    ]
+    for packet in packets:
+        packet._data = bytes([packet.sequence_number % 256])
+
+    released = [buffer.add(packet)[1] for packet in packets]
+    repeated = buffer.add(packets[1])[1]
+
+    assert [frame.timestamp for frame in released] == [p.timestamp for p in packets]
+    assert repeated is None
