@@ -1,7 +1,7 @@
 """Rooms spread over worker processes, behind one front process.
 
 One Python process forwards media on one core. The front process serves the
-pages and accepts every HTTP request and WebSocket; each room lives in exactly
+pages and accepts every HTTP request and WebSocket. Each room lives in exactly
 one worker process, chosen from a hash of its id, and the front relays the
 room's API requests and signalling to that worker over a Unix socket. Media
 does not pass through the front: each worker's peer connections have their own

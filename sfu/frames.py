@@ -133,8 +133,8 @@ class DirectFrameSink:
         self._decoder: PassthroughDecoder | None = None
         self._codec_name = ""
         self._stop: queue.Queue[None] = queue.Queue()
-        # A HoleSkippingJitterBuffer in front of this sink; after it dropped a
-        # frame, later frames are held back until a keyframe, since they refer
+        # The HoleSkippingJitterBuffer in front of this sink, if any. Once it
+        # drops a frame, later frames wait for a keyframe, because they refer
         # to the dropped one.
         self._jitter_buffer = jitter_buffer
         self._skips_seen = 0

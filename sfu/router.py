@@ -1,4 +1,4 @@
-"""Which subscriber receives which publisher: the media side of one room."""
+"""Slot assignment between the peers of one room: who receives whose media."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ class Router:
     ``on_tracks_changed`` is called with each peer whose slot assignment
     changed, so that the signalling layer can send it the new track map.
     ``on_slots_needed`` is called with a peer and the number of publishers
-    waiting for a free slot of it; the peer is expected to offer more slots,
-    after which :meth:`fill` assigns them.
+    waiting for a free slot of it. The peer is expected to offer more slots,
+    and :meth:`fill` then assigns them.
     """
 
     def __init__(

@@ -170,6 +170,7 @@ class FrameSender:
             return
         srtp, transport, address = socket
         sequence, marker, timestamp, payload = entry
+
         profile, extension = self._extensions.set(HeaderExtensions(mid=self._mid))
         extension_block = extension_header(profile, extension)
         first_byte = 0x90 if extension else 0x80
@@ -189,4 +190,5 @@ class FrameSender:
             )
             payload = SEQUENCE.pack(sequence) + payload
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+
         transport.sendto(srtp.protect(header + extension_block + payload), address)
