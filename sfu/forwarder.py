@@ -9,6 +9,7 @@ import time
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .bandwidth import BandwidthLimit
 from .frames import EncodedFrame
 from .slot import SlotTrack
 from .stats import counters
@@ -41,6 +42,9 @@ class TrackForwarder:
         self._last_request = 0.0
         self._retry_task: asyncio.Task[None] | None = None
         self._pli_tasks: set[asyncio.Task[None]] = set()
+        self.bandwidth = (
+            BandwidthLimit(receiver, ssrc) if self.kind == "video" else None
+        )
         self._task = asyncio.create_task(self._run(), name=f"forward-{publisher_id}")
         counters.forwarders += 1
 
@@ -58,6 +62,13 @@ class TrackForwarder:
 
     def remove_subscriber(self, slot: SlotTrack) -> None:
         self._subscribers.discard(slot)
+        if self.bandwidth is not None:
+            self.bandwidth.forget(slot)
+
+    def subscriber_estimate(self, slot: SlotTrack, bitrate: int) -> None:
+        """Take a subscriber's bandwidth estimate (REMB) for this track."""
+        if self.bandwidth is not None and slot in self._subscribers:
+            self.bandwidth.update(slot, bitrate)
 
     def push(self, frame: EncodedFrame) -> None:
         """Hand one frame from the publisher to every subscribed slot."""
@@ -116,4 +127,6 @@ class TrackForwarder:
         await asyncio.gather(*tasks, return_exceptions=True)
         for slot in tuple(self._subscribers):
             slot.detach()
+        if self.bandwidth is not None:
+            self.bandwidth.close()
         counters.forwarders -= 1

@@ -20,6 +20,7 @@ from aiortc import (
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcicetransport import RTCIceCandidate
 
+from .bandwidth import watch_subscriber_remb
 from .forwarder import TrackForwarder
 from .frames import DirectFrameSink, passthrough_installed
 from .jitter import HoleSkippingJitterBuffer, ImmediateAudioBuffer
@@ -258,9 +259,10 @@ class Peer:
         if passthrough_installed():
             track.sender = FrameSender(sender, track.on_sender_started)
         if track.kind == "video":
-            # A subscriber's PLI or FIR goes to the publisher; aiortc would
-            # otherwise only flag its own (unused) encoder.
+            # A subscriber's PLI or FIR goes to the publisher, and so does its
+            # bandwidth estimate; aiortc would hand both to its unused encoder.
             sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+            watch_subscriber_remb(sender, track.on_estimate)
 
     def _start_forwarders(self, ssrcs: dict[str, int]) -> None:
         for transceiver in self.pc.getTransceivers()[:2]:

@@ -72,6 +72,11 @@ class SlotTrack(MediaStreamTrack):
         if self.source is not None:
             self.source.request_keyframe()
 
+    def on_estimate(self, bitrate: int) -> None:
+        """Pass on the subscriber's bandwidth estimate (REMB) for this slot."""
+        if self.source is not None:
+            self.source.subscriber_estimate(self, bitrate)
+
     def on_sender_started(self) -> None:
         # The first keyframe for this subscriber: its connection is now up.
         self.request_keyframe()

@@ -6,6 +6,8 @@ import asyncio
 import time
 
 import pytest
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.sdp import SessionDescription
 
 import sfu.frames
 import sfu.ice
@@ -224,3 +226,68 @@ def dropping_handler(handle, primary: set[int], n: int, dropped: list[int]):
         await handle(packet, arrival_time_ms)
 
     return handle_packet
+
+
+async def test_subscriber_remb_reaches_publisher(server: ServerProcess) -> None:
+    room = await server.create_room()
+    token, room_id = room["guest"].token, room["room"].id
+    alice = Bot(
+        server.url, room_id, token, "Alice", video=LoopTrack("video", CLIP, 1 / 30)
+    )
+    bob = Bot(server.url, room_id, token, "Bob", slots=1)
+    estimates: list[int] = []
+    try:
+        await alice.join()
+        watch_publisher_remb(alice, estimates)
+        await bob.join()
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= 5, timeout=15)
+        await wait_until(lambda: len(estimates) >= 1)
+        own = list(estimates)
+        # Bob's link, says Bob's receiver, carries 100 kbit/s: the lowest
+        # estimate the server relays.
+        for _ in range(3):
+            await send_remb(bob, 100_000)
+            await asyncio.sleep(0.5)
+        await wait_until(lambda: min(estimates) <= 100_000, timeout=5)
+    finally:
+        await bob.close()
+        await alice.close()
+
+    # The server's own estimate of Alice's stream (about 150 kbit/s) is higher.
+    assert min(own) > 110_000
+    assert min(estimates) == 100_000
+
+
+def watch_publisher_remb(bot: Bot, estimates: list[int]) -> None:
+    """Record every REMB bitrate that reaches the bot's video sender."""
+    sender = bot.pc.getTransceivers()[1].sender
+    handle = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            estimates.append(unpack_remb_fci(packet.fci)[0])
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp
+
+
+async def send_remb(bot: Bot, bitrate: int) -> None:
+    """Send a REMB for the bot's first video slot, as a slow link would."""
+    transceiver = next(
+        t
+        for t in bot.pc.getTransceivers()
+        if t.kind == "video" and t.direction == "recvonly"
+    )
+    receiver = transceiver.receiver
+    media = next(
+        m
+        for m in SessionDescription.parse(bot.pc.remoteDescription.sdp).media
+        if m.rtp.muxId == transceiver.mid
+    )
+    packet = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP,
+        ssrc=receiver._RTCRtpReceiver__rtcp_ssrc,
+        media_ssrc=0,
+        fci=pack_remb_fci(bitrate, [media.ssrc[0].ssrc]),
+    )
+    await receiver._send_rtcp(packet)
