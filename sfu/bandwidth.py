@@ -2,9 +2,9 @@
 
 A forwarding SFU sends every subscriber the publisher's own bitrate, so a
 subscriber on a slow link can only be helped by the publisher sending less.
-Each subscriber's receiver estimate reaches the slot's sender; the publisher's
-receiver then reports the lowest of those, and of its own estimate, as the
-REMB it sends to the publisher (draft-alvestrand-rmcat-remb-03).
+Each subscriber's estimate reaches the sender of its slot. The publisher's
+receiver then reports the lowest of those estimates and its own in the REMB
+packets it sends to the publisher.
 """
 
 from __future__ import annotations
