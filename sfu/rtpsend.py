@@ -67,8 +67,10 @@ class FrameSender:
         self._rtx_sequence = 0
         self._origin = 0
         self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY_SIZE
-        # aiortc starts the RTP task through these attributes of the instance.
+        self._sent_any = asyncio.Event()
+        # aiortc starts its tasks through these attributes of the instance.
         sender._run_rtp = self._run  # type: ignore[method-assign]
+        sender._run_rtcp = self._run_rtcp  # type: ignore[method-assign]
         sender._retransmit = self._retransmit  # type: ignore[method-assign]
 
     async def _run(self, codec: RTCRtpCodecParameters) -> None:
@@ -93,6 +95,22 @@ class FrameSender:
             self.ready = False
             # RTCRtpSender.stop() waits for this.
             sender._RTCRtpSender__rtp_exited.set()  # type: ignore[attr-defined]
+
+    async def _run_rtcp(self) -> None:
+        """Run aiortc's sender reports once the slot has sent its first packet.
+
+        A slot that never carries media sends no reports: a room has a few
+        idle slots per participant, and each would send one every second.
+        """
+        sender = self._sender
+        # RTCRtpSender.stop() waits for this before it cancels the task.
+        sender._RTCRtpSender__rtcp_started.set()  # type: ignore[attr-defined]
+        try:
+            await self._sent_any.wait()
+        except asyncio.CancelledError:
+            sender._RTCRtpSender__rtcp_exited.set()  # type: ignore[attr-defined]
+            return
+        await RTCRtpSender._run_rtcp(sender)
 
     def _socket(self) -> tuple[Any, Any, tuple[str, int]] | None:
         """Return the SRTP session, datagram transport and address, if connected."""
@@ -157,6 +175,7 @@ class FrameSender:
         sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += len(payloads)  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+        self._sent_any.set()
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:

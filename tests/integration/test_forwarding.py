@@ -6,7 +6,14 @@ import asyncio
 import time
 
 import pytest
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 from aiortc.sdp import SessionDescription
 
 import sfu.frames
@@ -291,3 +298,34 @@ async def send_remb(bot: Bot, bitrate: int) -> None:
         fci=pack_remb_fci(bitrate, [media.ssrc[0].ssrc]),
     )
     await receiver._send_rtcp(packet)
+
+
+async def test_idle_slots_send_no_reports(server: ServerProcess) -> None:
+    room = await server.create_room()
+    token, room_id = room["guest"].token, room["room"].id
+    alice = Bot(
+        server.url, room_id, token, "Alice", video=LoopTrack("video", CLIP, 1 / 30)
+    )
+    bob = Bot(server.url, room_id, token, "Bob", slots=3)
+    reporting: set[int] = set()
+    try:
+        await alice.join()
+        await bob.join()
+        transport = bob.pc.getTransceivers()[0].receiver.transport
+        handle = transport._handle_rtcp_data
+
+        async def handle_rtcp(data: bytes) -> None:
+            for packet in RtcpPacket.parse(data):
+                if isinstance(packet, RtcpSrPacket):
+                    reporting.add(packet.ssrc)
+            await handle(data)
+
+        transport._handle_rtcp_data = handle_rtcp
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= 5, timeout=15)
+        await asyncio.sleep(3)
+    finally:
+        await bob.close()
+        await alice.close()
+
+    # Of Bob's six slot senders only the one with Alice's video reports.
+    assert len(reporting) == 1
