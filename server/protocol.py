@@ -75,11 +75,27 @@ def clean_name(value: object) -> str:
     return name
 
 
-def parse_state_message(text: str | None) -> tuple[int, dict[str, str]]:
-    """Check a data-channel state message and return its version and state."""
+DATA_MESSAGE_TYPES = ("state", "view")
+
+
+def parse_data_message(text: str | None) -> dict[str, Any]:
+    """Decode a data-channel message and check that its type is known."""
     message = parse_message(text)
-    if message["type"] != "state":
+    if message["type"] not in DATA_MESSAGE_TYPES:
         raise bad_message(f"Unknown message type {message['type'][:32]!r}.")
+    return message
+
+
+def parse_view(message: dict[str, Any]) -> bool:
+    """Check a view message; return whether the participant shows video."""
+    video = message.get("video")
+    if not isinstance(video, bool):
+        raise bad_message('Field "video" must be true or false.')
+    return video
+
+
+def parse_state(message: dict[str, Any]) -> tuple[int, dict[str, str]]:
+    """Check a state message and return its version and state."""
     version = message.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise bad_message('Field "version" must be an integer.')

@@ -240,7 +240,11 @@ class Room:
         if participant is None:
             return
         try:
-            version, state = protocol.parse_state_message(text)
+            message = protocol.parse_data_message(text)
+            if message["type"] == "view":
+                self.router.show_video(peer, protocol.parse_view(message))
+                return
+            version, state = protocol.parse_state(message)
         except protocol.ProtocolError as exc:
             participant.bad_messages += 1
             if participant.bad_messages % 1000 == 1:

@@ -157,6 +157,8 @@ class Peer:
         self.forwarders: dict[str, TrackForwarder] = {}
         self._sinks: dict[str, DirectFrameSink] = {}
         self.channel: RTCDataChannel | None = None
+        # Whether the participant asked for no video, e.g. from a hidden tab.
+        self.video_paused = False
         # Called with None for a message that is binary or too large.
         self.on_message: Callable[[Peer, str | None], None] | None = None
         self.on_channel_open: Callable[[Peer], None] | None = None

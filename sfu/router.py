@@ -82,6 +82,20 @@ class Router:
             self._on_tracks_changed(other)
         return peer
 
+    def show_video(self, peer: Peer, shown: bool) -> None:
+        """Forward video to ``peer``, or stop while it shows none.
+
+        A page in a background tab shows no video, so forwarding it would
+        cost the server and the participant's link for nothing. Audio goes
+        on either way.
+        """
+        peer.video_paused = not shown
+        for slot in peer.slots:
+            slot.video.set_paused(not shown)
+        logger.debug(
+            "- room %s: video to %r %s", self.room_id, peer, shown and "on" or "off"
+        )
+
     def _link(self, publisher: Peer, subscriber: Peer) -> bool:
         slot = subscriber.free_slot()
         if slot is None:
@@ -90,6 +104,7 @@ class Router:
                 waiting.append(publisher.id)
             return False
         slot.publisher_id = publisher.id
+        slot.video.set_paused(subscriber.video_paused)
         audio = publisher.forwarders.get("audio")
         video = publisher.forwarders.get("video")
         if audio is not None:

@@ -40,6 +40,7 @@ class SlotTrack(MediaStreamTrack):
         self.source: TrackForwarder | None = None
         self.sender: FrameSender | None = None
         self.waiting_for_keyframe = kind == "video"
+        self.paused = False
         self._resync = True
         self._offset = 0
         self._last_pts: int | None = None
@@ -68,6 +69,15 @@ class SlotTrack(MediaStreamTrack):
             self.source.remove_subscriber(self)
             self.source = None
 
+    def set_paused(self, paused: bool) -> None:
+        """Stop or resume sending; a resumed video slot waits for a keyframe."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused and self.kind == "video":
+            self.waiting_for_keyframe = True
+            self.request_keyframe()
+
     def request_keyframe(self) -> None:
         if self.source is not None:
             self.source.request_keyframe()
@@ -87,7 +97,7 @@ class SlotTrack(MediaStreamTrack):
         if sender is None:
             self._queue_for_recv(frame)
             return
-        if not sender.ready:
+        if not sender.ready or self.paused:
             return
         if self.waiting_for_keyframe:
             # A decoded frame (the transcoding baseline, COWORKING_SFU_TRANSCODE)

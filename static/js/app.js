@@ -299,6 +299,10 @@ function bindEvents() {
     window.addEventListener('pagehide', () => {
         app.connection?.leave();
     });
+    document.addEventListener('visibilitychange', () => {
+        // In a hidden tab nobody sees the tiles; audio goes on.
+        app.connection?.setVideoShown(document.visibilityState === 'visible');
+    });
     window.addEventListener('hashchange', () => {
         // A new invite pasted onto the open page changes only the fragment,
         // which does not reload the page. The reload reads the new token.
@@ -789,6 +793,7 @@ function joinRoom(clickedAt) {
     app.connection = connection;
     app.publishedState = null;
     publishState();
+    connection.setVideoShown(document.visibilityState === 'visible');
     connection.start();
 }
 

@@ -155,6 +155,8 @@ export class RoomConnection {
         /** @type {MediaState|null} */
         this.state = null;
         this.stateVersion = 0;
+        /** Whether this page shows remote video; false in a hidden tab. */
+        this.videoShown = true;
         this.reconnectAttempt = 0;
         /** @type {number|undefined} */
         this.reconnectTimer = undefined;
@@ -283,6 +285,21 @@ export class RoomConnection {
         return result;
     }
 
+    /**
+     * Tells the server whether to send video: a page that shows none, such
+     * as a hidden tab, saves the server and its own link the cost.
+     * @param {boolean} shown
+     */
+    setVideoShown(shown) {
+        if (this.stopped || shown === this.videoShown) {
+            return;
+        }
+        this.videoShown = shown;
+        if (this.session && !this.session.closed) {
+            this.#sendData(this.session, {type: 'view', video: shown});
+        }
+    }
+
     #nextStateMessage() {
         this.stateVersion += 1;
         return {type: 'state', version: this.stateVersion, state: this.state};
@@ -293,6 +310,9 @@ export class RoomConnection {
         this.session = session;
         if (this.state) {
             session.pending.push(this.#nextStateMessage());
+        }
+        if (!this.videoShown) {
+            session.pending.push({type: 'view', video: false});
         }
 
         let ws;

@@ -290,3 +290,33 @@ async def test_late_joiner_sees_current_state(
     shown: dict[str, Any] | None = await tile(green, red_id)
     assert shown is not None
     assert shown["name"] == "red"
+
+
+HIDE_PAGE = """(hidden) => {
+    Object.defineProperty(document, 'visibilityState', {
+        value: hidden ? 'hidden' : 'visible', configurable: true});
+    document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+async def test_hidden_tab_pauses_video(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room()
+    red = await open_page("red", invite_link(server, room, "Red"))
+    blue = await open_page("blue", invite_link(server, room, "Blue"))
+    ids = await join_in_order({"red": red, "blue": blue})
+    await wait_frames(blue, {ids["red"]})
+
+    await blue.evaluate(HIDE_PAGE, True)
+    await asyncio.sleep(1.0)
+    before = await remote_stats(blue, ids["red"])
+    await asyncio.sleep(2.0)
+    hidden = await remote_stats(blue, ids["red"])
+    await blue.evaluate(HIDE_PAGE, False)
+    resumed = hidden["framesDecoded"] + 10
+    await wait_frames(blue, {ids["red"]}, minimum=resumed)
+
+    assert hidden["framesDecoded"] - before["framesDecoded"] <= 1
+    # Audio goes on in a hidden tab.
+    assert hidden["audioPacketsReceived"] > before["audioPacketsReceived"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -329,3 +330,49 @@ async def test_idle_slots_send_no_reports(server: ServerProcess) -> None:
 
     # Of Bob's six slot senders only the one with Alice's video reports.
     assert len(reporting) == 1
+
+
+async def test_hidden_page_gets_no_video(server: ServerProcess) -> None:
+    room = await server.create_room()
+    token, room_id = room["guest"].token, room["room"].id
+    alice = Bot(server.url, room_id, token, "Alice", **publisher_tracks())
+    bob = Bot(server.url, room_id, token, "Bob", slots=1)
+    try:
+        await alice.join()
+        await bob.join()
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= 5, timeout=15)
+        bob.channel.send(json.dumps({"type": "view", "video": False}))
+        await asyncio.sleep(0.5)
+        hidden_video = len(bob.frames_from(alice.id))
+        hidden_audio = len(bob.frames_from(alice.id, "audio"))
+        await asyncio.sleep(1.5)
+        video_while_hidden = len(bob.frames_from(alice.id)) - hidden_video
+        audio_while_hidden = len(bob.frames_from(alice.id, "audio")) - hidden_audio
+        bob.channel.send(json.dumps({"type": "view", "video": True}))
+        shown = len(bob.frames_from(alice.id))
+        await wait_until(lambda: len(bob.frames_from(alice.id)) >= shown + 10)
+        resumed = bob.frames_from(alice.id)[shown:]
+    finally:
+        await bob.close()
+        await alice.close()
+
+    assert video_while_hidden == 0
+    assert audio_while_hidden >= 50
+    # aiortc's receiver in the bot held the last frame before the pause until
+    # the next one arrived; the first frame sent after it is a keyframe.
+    assert resumed[1].keyframe
+
+
+async def test_bad_view_message_rejected(server: ServerProcess) -> None:
+    room = await server.create_room()
+    bob = Bot(server.url, room["room"].id, room["guest"].token, "Bob")
+    try:
+        await bob.join()
+        await bob.wait_data("roster")
+        bob.channel.send(json.dumps({"type": "view", "video": "no"}))
+        error = await bob.wait_data("error")
+    finally:
+        await bob.close()
+
+    assert error["code"] == "bad_message"
+    assert "video" in error["message"]
