@@ -30,8 +30,9 @@ logger = logging.getLogger(__name__)
 SLOT_STEP = 4
 
 # Seconds a participant's media connection may take to come up after its first
-# answer before the server closes its WebSocket. ICE with TURN over TCP takes a
-# few seconds at worst; a connection without any usable candidate never does.
+# answer before the server closes its WebSocket. ICE through a TURN relay
+# usually connects within a few seconds; without a usable candidate it never
+# does.
 MEDIA_CONNECT_TIMEOUT = 20.0
 
 # State messages a participant may send per second on average, and in a burst.

@@ -511,8 +511,8 @@ export class RoomConnection {
 
     /**
      * Grows the receive slots to `slots` pairs, sends an offer and waits
-     * until its answer is applied. The first offer waits for ICE gathering;
-     * later ones reuse the gathered candidates.
+     * until its answer is applied. The offer goes out before ICE gathering
+     * ends; the candidates follow in `candidate` messages.
      * @param {Session} session
      * @param {number} slots
      */

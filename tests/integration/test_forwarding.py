@@ -251,8 +251,8 @@ async def test_subscriber_remb_reaches_publisher(server: ServerProcess) -> None:
         await wait_until(lambda: len(bob.frames_from(alice.id)) >= 5, timeout=15)
         await wait_until(lambda: len(estimates) >= 1)
         own = list(estimates)
-        # Bob's link, says Bob's receiver, carries 100 kbit/s: the lowest
-        # estimate the server relays.
+        # Bob's receiver estimates that its link carries 100 kbit/s, the
+        # lowest estimate the server relays.
         for _ in range(3):
             await send_remb(bob, 100_000)
             await asyncio.sleep(0.5)
@@ -359,7 +359,7 @@ async def test_hidden_page_gets_no_video(server: ServerProcess) -> None:
     assert video_while_hidden == 0
     assert audio_while_hidden >= 50
     # aiortc's receiver in the bot held the last frame before the pause until
-    # the next one arrived; the first frame sent after it is a keyframe.
+    # the next one arrived. The first frame sent after the pause is a keyframe.
     assert resumed[1].keyframe
 
 
