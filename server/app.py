@@ -168,6 +168,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         request.app[REGISTRY],
         [{"urls": [url]} for url in settings.ice_servers],
         request.remote or "?",
+        abort=lambda: request.transport.abort() if request.transport else None,
     )
     request.app[SOCKETS].add(ws)
     try:

@@ -25,6 +25,8 @@ MAX_BAD_MESSAGES = 20
 SEND_QUEUE_LIMIT = 1000
 CLOSE_LIVENESS = 4000
 CLOSE_MEDIA_FAILED = 4001
+# Seconds to flush queued messages and to send the close frame.
+CLOSE_TIMEOUT = 2.0
 MAX_CANDIDATES = 64
 
 
@@ -39,8 +41,11 @@ class Session:
         registry: RoomRegistry,
         ice_servers: list[dict[str, Any]],
         remote: str,
+        abort: Callable[[], None] = lambda: None,
     ) -> None:
         self.ws = ws
+        # Drops the connection without a close handshake.
+        self.abort = abort
         self.ice_servers = ice_servers
         self.storage = storage
         self.registry = registry
@@ -89,14 +94,19 @@ class Session:
         try:
             await self._read()
         finally:
-            self._outbox.put_nowait(None)
-            await self._writer
-            if self._closing is not None:
-                await self._closing
+            # Free the participant's place first: closing the socket of a peer
+            # that vanished can take until CLOSE_TIMEOUT.
             if self.room is not None and self.participant is not None:
                 await self.room.remove(self.participant.id, self.leave_reason)
+            self._outbox.put_nowait(None)
+            done, _ = await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT)
+            if not done:
+                self._writer.cancel()
+                self.abort()
+            if self._closing is not None:
+                await self._closing
             if not self.ws.closed:
-                await self.ws.close()
+                await self.close(WSCloseCode.OK, "")
 
     async def _write(self) -> None:
         while True:
@@ -173,8 +183,16 @@ class Session:
         # Let the writer flush queued messages before the close frame.
         self._outbox.put_nowait(None)
         if self._writer is not None:
-            await asyncio.wait({self._writer}, timeout=2)
-        await self.ws.close(code=code, message=reason.encode())
+            await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT)
+        try:
+            # A peer that vanished without closing TCP never acknowledges
+            # what is sent, so the close frame could wait for minutes.
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT
+            )
+        except asyncio.TimeoutError:
+            logger.info("%r did not take the close frame; dropping it", self)
+            self.abort()
 
     async def _refuse(self, code: str, message: str) -> None:
         self.send({"type": "error", "code": code, "message": message})
