@@ -449,7 +449,7 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
 def _insert_room(connection: sqlite3.Connection, name: str, limit: int) -> Room:
     for attempt in range(1, _MAX_INSERT_ATTEMPTS + 1):
         room = Room(
-            id=secrets.token_urlsafe(12),  # 96 bits, 16 characters
+            id=new_room_id(),
             name=name,
             limit=limit,
             created_at=time.time(),
@@ -467,6 +467,18 @@ def _insert_room(connection: sqlite3.Connection, name: str, limit: int) -> Room:
             continue
         return room
     raise AssertionError("unreachable")
+
+
+def new_room_id() -> str:
+    """Return a random room id: 96 bits, 16 URL-safe characters.
+
+    An id that starts with "-" would read as an option on the command line,
+    so such ids are drawn again.
+    """
+    while True:
+        room_id = secrets.token_urlsafe(12)
+        if not room_id.startswith("-"):
+            return room_id
 
 
 def _insert_invite(

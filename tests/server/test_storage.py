@@ -15,6 +15,7 @@ from server.storage import (
     Invite,
     SqliteStorage,
     StorageError,
+    new_room_id,
 )
 
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{16}")
@@ -291,3 +292,12 @@ def test_invite_is_usable(expires_at, revoked_at, now, usable) -> None:
         revoked_at=revoked_at,
     )
     assert invite.is_usable(now) is usable
+
+
+def test_room_ids_never_start_with_dash() -> None:
+    # One random id in 64 would start with "-", which the command line reads
+    # as an option.
+    ids = [new_room_id() for _ in range(2000)]
+
+    assert not [room_id for room_id in ids if room_id.startswith("-")]
+    assert all(len(room_id) == 16 for room_id in ids)
