@@ -22,8 +22,15 @@ from sfu.stats import counters
 
 from .config import Settings
 from .invites import InviteError, admit, make_link
+from .limits import FailureLimiter
 from .rooms import RoomRegistry
-from .signalling import LIVENESS_TIMEOUT, MAX_FRAME_SIZE, Session
+from .signalling import (
+    LIVENESS_TIMEOUT,
+    MAX_FRAME_SIZE,
+    TOO_MANY_ATTEMPTS,
+    TOO_MANY_ATTEMPTS_MESSAGE,
+    Session,
+)
 from .storage import ROLE_GUEST, ROLE_HOST, Storage
 from .workers import (
     FORWARDED_FOR,
@@ -42,6 +49,7 @@ STORAGE = web.AppKey("storage", Storage)
 REGISTRY = web.AppKey("registry", RoomRegistry)
 SOCKETS = web.AppKey("sockets", set)
 POOL = web.AppKey("pool", WorkerPool)
+LIMITER = web.AppKey("limiter", FailureLimiter)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -79,6 +87,14 @@ def invalid_invite_response() -> web.Response:
     )
 
 
+def too_many_attempts_response() -> web.Response:
+    return web.json_response(
+        {"error": {"code": TOO_MANY_ATTEMPTS, "message": TOO_MANY_ATTEMPTS_MESSAGE}},
+        status=429,
+        headers={"Retry-After": "60"},
+    )
+
+
 def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -99,11 +115,16 @@ async def index_page(request: web.Request) -> web.FileResponse:
 
 async def room_info(request: web.Request) -> web.Response:
     storage = request.app[STORAGE]
+    limiter = request.app[LIMITER]
+    remote = request.remote or "?"
+    if limiter.blocked(remote):
+        return too_many_attempts_response()
     try:
         room, invite = await admit(
             storage, request.match_info["room_id"], bearer_token(request)
         )
     except InviteError:
+        limiter.record_failure(remote)
         return invalid_invite_response()
     invite_url = None
     if invite.role == ROLE_HOST:
@@ -169,6 +190,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         [{"urls": [url]} for url in settings.ice_servers],
         request.remote or "?",
         abort=lambda: request.transport.abort() if request.transport else None,
+        limiter=request.app[LIMITER],
     )
     request.app[SOCKETS].add(ws)
     try:
@@ -296,6 +318,7 @@ def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> N
         sfu.ice.set_host_addresses(settings.ice_host_addresses)
     app[STORAGE] = storage
     app[REGISTRY] = RoomRegistry(sfu.ice.rtc_configuration(settings.ice_servers))
+    app[LIMITER] = FailureLimiter(settings.admission_failures)
     app.on_shutdown.append(close_rooms)
 
 

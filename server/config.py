@@ -76,6 +76,9 @@ class Settings:
     # Worker processes that host rooms; 0 means one per CPU core. With one worker
     # everything runs in a single process.
     workers: int = 0
+    # Failed invite checks per client address and minute before its attempts
+    # are refused for the rest of that minute.
+    admission_failures: int = 30
 
     @property
     def worker_count(self) -> int:
@@ -113,6 +116,7 @@ ENVIRONMENT_VARIABLES = {
     "room_limit": "COWORKING_ROOM_LIMIT",
     "log_level": "COWORKING_LOG_LEVEL",
     "workers": "COWORKING_WORKERS",
+    "admission_failures": "COWORKING_ADMISSION_FAILURES",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -265,6 +269,10 @@ def _parse_room_limit(value: object, source: str) -> int:
     return _parse_integer(value, source, MIN_ROOM_LIMIT, MAX_ROOM_LIMIT)
 
 
+def _parse_admission_failures(value: object, source: str) -> int:
+    return _parse_integer(value, source, 1, 1_000_000)
+
+
 def _parse_workers(value: object, source: str) -> int:
     return _parse_integer(value, source, 0, MAX_WORKERS)
 
@@ -391,4 +399,5 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "room_limit": _parse_room_limit,
     "log_level": _parse_log_level,
     "workers": _parse_workers,
+    "admission_failures": _parse_admission_failures,
 }

@@ -14,6 +14,7 @@ from sfu.peer import OfferError
 
 from . import protocol
 from .invites import InviteError, admit
+from .limits import FailureLimiter
 from .rooms import Participant, Room, RoomFullError, RoomRegistry
 from .storage import Storage
 
@@ -25,6 +26,11 @@ MAX_BAD_MESSAGES = 20
 SEND_QUEUE_LIMIT = 1000
 CLOSE_LIVENESS = 4000
 CLOSE_MEDIA_FAILED = 4001
+TOO_MANY_ATTEMPTS = "too_many_attempts"
+TOO_MANY_ATTEMPTS_MESSAGE = (
+    "Too many invalid invite links were tried from your address. "
+    "Wait a minute, then open your invite link again."
+)
 # Seconds to flush queued messages and to send the close frame.
 CLOSE_TIMEOUT = 2.0
 MAX_CANDIDATES = 64
@@ -42,10 +48,12 @@ class Session:
         ice_servers: list[dict[str, Any]],
         remote: str,
         abort: Callable[[], None] = lambda: None,
+        limiter: FailureLimiter | None = None,
     ) -> None:
         self.ws = ws
         # Drops the connection without a close handshake.
         self.abort = abort
+        self.limiter = limiter or FailureLimiter()
         self.ice_servers = ice_servers
         self.storage = storage
         self.registry = registry
@@ -209,11 +217,16 @@ class Session:
             )
             return
         name = protocol.clean_name(message.get("name"))
+        if self.limiter.blocked(self.remote):
+            logger.warning("x %r: join refused, too many invalid invites", self)
+            await self._refuse(TOO_MANY_ATTEMPTS, TOO_MANY_ATTEMPTS_MESSAGE)
+            return
         try:
             info, invite = await admit(
                 self.storage, message.get("room"), message.get("token")
             )
         except InviteError as exc:
+            self.limiter.record_failure(self.remote)
             logger.warning("x %r: join refused, invalid invite", self)
             await self._refuse(exc.code, str(exc))
             return

@@ -25,6 +25,7 @@ const RECONNECT_DELAYS_MS = [1000, 2000, 4000, 8000, 10000];
  */
 export const FATAL_ERROR_CODES = new Set([
     'invalid_invite',
+    'too_many_attempts',
     'room_full',
     'unsupported_version',
     'bad_sdp',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -296,3 +297,36 @@ async def test_room_api_counts_participants(
         await ws.close()
 
     assert during["body"]["room"]["participants"] == 1
+
+
+async def test_invalid_invite_flood_limited(
+    tmp_path: Path, loopback_only: None
+) -> None:
+    server = ServerProcess(tmp_path / "limit.sqlite3", workers=1, admission_failures=5)
+    await server.start()
+    try:
+        room = await server.create_room()
+        room_id, token = room["room"].id, room["guest"].token
+        async with aiohttp.ClientSession() as http:
+            url = f"{server.url}/api/rooms/{room_id}"
+            statuses = []
+            for _ in range(6):
+                headers = {"Authorization": f"Bearer {secrets.token_urlsafe(24)}"}
+                async with http.get(url, headers=headers) as response:
+                    statuses.append(response.status)
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(url, headers=headers) as response:
+                valid_status = response.status
+                body = await response.json()
+            ws = await open_socket(http, server)
+            await send_json(ws, join_message(room_id, token))
+            texts, code = await read_until_closed(ws)
+    finally:
+        await server.stop()
+
+    assert statuses == [403] * 5 + [429]
+    # Once blocked, the address cannot use even a valid invite for a minute.
+    assert valid_status == 429
+    assert body["error"]["code"] == "too_many_attempts"
+    assert json.loads(texts[0])["code"] == "too_many_attempts"
+    assert code == CLOSE_POLICY_VIOLATION

@@ -27,8 +27,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, db_path: Path, room_limit: int = 25, workers: int = 2) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        room_limit: int = 25,
+        workers: int = 2,
+        admission_failures: int = 1_000_000,
+    ) -> None:
         self.db_path = db_path
+        self.admission_failures = admission_failures
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,6 +51,8 @@ class ServerProcess:
         env.update(
             COWORKING_ADMIN_TOKEN=self.admin_token,
             COWORKING_ROOM_LIMIT=str(self.room_limit),
+            # Many tests try bad invites from 127.0.0.1 on one server.
+            COWORKING_ADMISSION_FAILURES=str(self.admission_failures),
             COWORKING_LOG_LEVEL=os.environ.get("COWORKING_TEST_LOG_LEVEL", "INFO"),
             PYTHONUNBUFFERED="1",
         )
