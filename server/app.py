@@ -64,6 +64,28 @@ SECURITY_HEADERS = {
 }
 
 
+def proxied_remote(trusted: tuple[str, ...]) -> Any:
+    """Make request.remote the client's address when a trusted proxy relays it.
+
+    The client is the rightmost address in X-Forwarded-For that is not one
+    of the trusted proxies; a client can prepend anything to the header.
+    """
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded and request.remote in trusted:
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            client = next((hop for hop in reversed(hops) if hop not in trusted), None)
+            if client is not None:
+                request = request.clone(remote=client[:64])
+        return await handler(request)
+
+    return middleware
+
+
 @web.middleware
 async def security_headers(
     request: web.Request, handler: Callable[[web.Request], Any]
@@ -341,7 +363,9 @@ def new_app(settings: Settings, middlewares: list[Any]) -> web.Application:
 
 def build_app(settings: Settings, storage: Storage) -> web.Application:
     """Build the application that serves pages and hosts rooms in one process."""
-    app = new_app(settings, [security_headers])
+    app = new_app(
+        settings, [proxied_remote(settings.trusted_proxies), security_headers]
+    )
     start_rooms(app, settings, storage)
     app.add_routes(
         [
@@ -356,7 +380,9 @@ def build_app(settings: Settings, storage: Storage) -> web.Application:
 
 def build_front_app(settings: Settings) -> web.Application:
     """Build the front application, which relays room requests to workers."""
-    app = new_app(settings, [security_headers])
+    app = new_app(
+        settings, [proxied_remote(settings.trusted_proxies), security_headers]
+    )
     app[POOL] = WorkerPool(settings)
 
     async def start_workers(app: web.Application) -> None:

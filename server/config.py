@@ -79,6 +79,9 @@ class Settings:
     # Failed invite checks per client address and minute before its attempts
     # are refused for the rest of that minute.
     admission_failures: int = 30
+    # Addresses of reverse proxies whose X-Forwarded-For header names the
+    # client, such as 127.0.0.1 for a proxy on the same machine.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def worker_count(self) -> int:
@@ -117,6 +120,7 @@ ENVIRONMENT_VARIABLES = {
     "log_level": "COWORKING_LOG_LEVEL",
     "workers": "COWORKING_WORKERS",
     "admission_failures": "COWORKING_ADMISSION_FAILURES",
+    "trusted_proxies": "COWORKING_TRUSTED_PROXIES",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -329,7 +333,7 @@ def _split_list(value: object, source: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def _parse_ice_host_addresses(value: object, source: str) -> tuple[str, ...]:
+def _parse_ip_addresses(value: object, source: str) -> tuple[str, ...]:
     addresses = []
     for item in _split_list(value, source):
         try:
@@ -393,11 +397,12 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "port": _parse_port,
     "db_path": _parse_db_path,
     "public_url": _parse_public_url,
-    "ice_host_addresses": _parse_ice_host_addresses,
+    "ice_host_addresses": _parse_ip_addresses,
     "ice_servers": _parse_ice_servers,
     "admin_token": _parse_admin_token,
     "room_limit": _parse_room_limit,
     "log_level": _parse_log_level,
     "workers": _parse_workers,
     "admission_failures": _parse_admission_failures,
+    "trusted_proxies": _parse_ip_addresses,
 }

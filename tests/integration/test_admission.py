@@ -330,3 +330,37 @@ async def test_invalid_invite_flood_limited(
     assert body["error"]["code"] == "too_many_attempts"
     assert json.loads(texts[0])["code"] == "too_many_attempts"
     assert code == CLOSE_POLICY_VIOLATION
+
+
+async def test_limit_per_client_behind_proxy(
+    tmp_path: Path, loopback_only: None
+) -> None:
+    # The test client plays a reverse proxy on 127.0.0.1 that relays two
+    # clients; their addresses only appear in headers.
+    server = ServerProcess(
+        tmp_path / "proxy.sqlite3",
+        admission_failures=3,
+        environment={"COWORKING_TRUSTED_PROXIES": "127.0.0.1"},
+    )
+    await server.start()
+    try:
+        room = await server.create_room()
+        url = f"{server.url}/api/rooms/{room['room'].id}"
+        guessing = {"X-Forwarded-For": "198.51.100.7, 203.0.113.5"}
+        honest = {
+            "X-Forwarded-For": "203.0.113.6",
+            "Authorization": f"Bearer {room['guest'].token}",
+        }
+        statuses = []
+        async with aiohttp.ClientSession() as http:
+            for _ in range(4):
+                bad = {**guessing, "Authorization": "Bearer " + "x" * 32}
+                async with http.get(url, headers=bad) as response:
+                    statuses.append(response.status)
+            async with http.get(url, headers=honest) as response:
+                honest_status = response.status
+    finally:
+        await server.stop()
+
+    assert statuses == [403, 403, 403, 429]
+    assert honest_status == 200

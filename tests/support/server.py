@@ -33,8 +33,10 @@ class ServerProcess:
         room_limit: int = 25,
         workers: int = 2,
         admission_failures: int = 1_000_000,
+        environment: dict[str, str] | None = None,
     ) -> None:
         self.db_path = db_path
+        self.environment = environment or {}
         self.admission_failures = admission_failures
         self.workers = workers
         self.port = free_port()
@@ -56,6 +58,7 @@ class ServerProcess:
             COWORKING_LOG_LEVEL=os.environ.get("COWORKING_TEST_LOG_LEVEL", "INFO"),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.environment)
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
