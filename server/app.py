@@ -126,8 +126,8 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def room_page(request: web.Request) -> web.FileResponse:
-    # The page is the same for every room id and holds no room data; the
-    # script reads the token from the link and asks the API.
+    # The page is the same for every room id and contains no room data. Its
+    # script reads the token from the link and requests the room from the API.
     return web.FileResponse(STATIC_DIR / "room.html")
 
 

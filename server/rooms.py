@@ -26,7 +26,7 @@ from .storage import Room as RoomInfo
 logger = logging.getLogger(__name__)
 
 # Receive slots a participant's offer has beyond the others present when it
-# joins, and the step by which the server asks it for more.
+# joins, and the step by which the server requests more.
 SLOT_STEP = 4
 
 # Seconds a participant's media connection may take to come up after its first
@@ -322,9 +322,6 @@ class RoomRegistry:
             self.rooms[info.id] = room
             logger.info("room %s opened", info.id)
         return room
-
-    def get(self, room_id: str) -> Room | None:
-        return self.rooms.get(room_id)
 
     def _close_empty(self, room: Room) -> None:
         if self.rooms.get(room.id) is room and not room.participants:

@@ -300,7 +300,7 @@ function bindEvents() {
         app.connection?.leave();
     });
     document.addEventListener('visibilitychange', () => {
-        // In a hidden tab nobody sees the tiles; audio goes on.
+        // Tiles in a hidden tab are not visible, so only audio is received.
         app.connection?.setVideoShown(document.visibilityState === 'visible');
     });
     window.addEventListener('hashchange', () => {
@@ -940,7 +940,11 @@ function rejoinRoom() {
         if (result.audioTrack && app.rejoinMuted) {
             result.audioTrack.enabled = false;
         }
-        app.mic = result.audioTrack ? (app.rejoinMuted ? 'off' : 'on') : 'none';
+        if (!result.audioTrack) {
+            app.mic = 'none';
+        } else {
+            app.mic = app.rejoinMuted ? 'off' : 'on';
+        }
         if (!app.rejoinWithCamera) {
             app.camera = 'off';
         } else {

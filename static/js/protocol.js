@@ -13,7 +13,7 @@ export const PROTOCOL_VERSION = 1;
 const PING_INTERVAL_MS = 5000;
 const SERVER_SILENCE_LIMIT_MS = 15000;
 const TICK_INTERVAL_MS = 1000;
-/** Receive slots a connection offers at most, whatever the server asks. */
+/** Receive slots a connection offers at most, whatever the server requests. */
 const MAX_SLOTS = 99;
 const LEAVE_CLOSE_TIMEOUT_MS = 1000;
 const RECONNECT_DELAYS_MS = [1000, 2000, 4000, 8000, 10000];
@@ -571,8 +571,8 @@ export class RoomConnection {
     }
 
     /**
-     * Offers more receive slots when the server asks: the room has more
-     * people than this connection can show.
+     * Offers more receive slots when the server requests them, because the
+     * room has more people than this connection can show.
      * @param {Session} session
      * @param {any} message
      */

@@ -67,7 +67,7 @@ class Bot:
         self.video = video
         self.wanted_slots = slots
         self.slot_count = 0
-        # Whether to offer more receive slots when the server asks for them.
+        # Whether to offer more receive slots when the server requests them.
         self.grow_slots = True
         # Whether to send ICE candidates in candidate messages after the offer.
         self.trickle = False
@@ -77,7 +77,6 @@ class Bot:
         self.welcome: dict[str, Any] = {}
         self.mids: dict[str, str | None] = {}
         self.received: dict[str, list[EncodedFrame]] = collections.defaultdict(list)
-        self.first_frame_at: dict[str, float] = {}
         self.arrivals: dict[str, list[float]] = collections.defaultdict(list)
         self.data_messages: list[dict[str, Any]] = []
         self.ws_messages: list[dict[str, Any]] = []
@@ -228,7 +227,6 @@ class Bot:
                 key = f"{publisher}/{track.kind}"
                 self.received[key].append(frame)
                 self.arrivals[key].append(time.monotonic())
-                self.first_frame_at.setdefault(key, time.monotonic())
         except MediaStreamError:
             pass
 
