@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from typing import Any
+from urllib.parse import urlsplit
 
 PROTOCOL_VERSION = 1
 MAX_NAME_LENGTH = 64
@@ -18,6 +19,20 @@ MAX_VERSION = 2**53 - 1
 MAX_CANDIDATE_LENGTH = 1024
 MAX_MID_LENGTH = 32
 MAX_MLINE_INDEX = 1000
+
+# Presence fields of the state. Each is optional in a state message, and a
+# state without it means the default: status "available", no goal, no profile.
+STATUS_VALUES = ("available", "focus", "break", "away", "dnd", "back_soon")
+MAX_GOAL_LENGTH = 140
+PROFILE_TEXT_LIMITS = {"role": 64, "work": 200}
+MAX_LINK_LENGTH = 300
+LINK_SCHEMES = ("http", "https")
+ZERO_WIDTH_JOINER = "\u200d"
+# Random per-browser key sent with join, used to bar a removed participant.
+CLIENT_KEY_LENGTHS = (16, 64)
+CLIENT_KEY_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+)
 
 
 class ProtocolError(Exception):
@@ -75,7 +90,7 @@ def clean_name(value: object) -> str:
     return name
 
 
-DATA_MESSAGE_TYPES = ("state", "view")
+DATA_MESSAGE_TYPES = ("state", "view", "chat", "host")
 
 
 def parse_data_message(text: str | None) -> dict[str, Any]:
@@ -110,7 +125,86 @@ def parse_state(message: dict[str, Any]) -> tuple[int, dict[str, str]]:
         if value not in STATE_VALUES:
             raise bad_message(f'State field "{field}" must be "on", "off" or "none".')
         result[field] = value
+    result.update(parse_presence(state))
     return version, result
+
+
+def parse_presence(state: dict[str, Any]) -> dict[str, Any]:
+    """Check the optional presence fields of a state; return those present."""
+    result: dict[str, Any] = {}
+    if "status" in state:
+        if state["status"] not in STATUS_VALUES:
+            allowed = ", ".join(f'"{value}"' for value in STATUS_VALUES)
+            raise bad_message(f'State field "status" must be one of {allowed}.')
+        result["status"] = state["status"]
+    if "goal" in state:
+        result["goal"] = check_text(state["goal"], "goal", MAX_GOAL_LENGTH)
+    if "profile" in state and state["profile"] is not None:
+        result["profile"] = parse_profile(state["profile"])
+    return result
+
+
+def check_text(value: object, field: str, max_length: int) -> str:
+    """Return a one-line text field with its outer spaces removed, or raise."""
+    if not isinstance(value, str):
+        raise bad_message(f'Field "{field}" must be a string.')
+    if any(is_forbidden_character(ch) for ch in value):
+        raise bad_message(
+            f'Field "{field}" must not contain control or formatting characters.'
+        )
+    value = value.strip()
+    if len(value) > max_length:
+        raise bad_message(f'Field "{field}" can have at most {max_length} characters.')
+    return value
+
+
+def is_forbidden_character(ch: str) -> bool:
+    """Tell whether a character is a control, formatting or surrogate character.
+
+    The zero-width joiner is allowed because emoji sequences need it. Bidi
+    overrides, which can make text read differently from what it is, are not.
+    """
+    return ch != ZERO_WIDTH_JOINER and unicodedata.category(ch) in ("Cc", "Cf", "Cs")
+
+
+def parse_profile(value: object) -> dict[str, Any]:
+    """Check a profile card: role, work, open_to_chat and link, all required."""
+    if not isinstance(value, dict):
+        raise bad_message('State field "profile" must be an object or null.')
+    expected = {*PROFILE_TEXT_LIMITS, "open_to_chat", "link"}
+    unknown = sorted(set(value) - expected)
+    if unknown:
+        raise bad_message(f'Profile field "{unknown[0][:32]}" is not known.')
+    missing = sorted(expected - set(value))
+    if missing:
+        raise bad_message(f'Profile field "{missing[0]}" is missing.')
+    profile: dict[str, Any] = {
+        field: check_text(value[field], field, limit)
+        for field, limit in PROFILE_TEXT_LIMITS.items()
+    }
+    if not isinstance(value["open_to_chat"], bool):
+        raise bad_message('Profile field "open_to_chat" must be true or false.')
+    profile["open_to_chat"] = value["open_to_chat"]
+    profile["link"] = check_link(value["link"])
+    return profile
+
+
+def check_link(value: object) -> str:
+    """Return an http or https URL with a host, or "" for no link; else raise."""
+    link = check_text(value, "link", MAX_LINK_LENGTH)
+    if not link:
+        return ""
+    if any(ch.isspace() for ch in link):
+        raise bad_message('Field "link" must not contain spaces.')
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        raise bad_message('Field "link" is not a valid URL.') from None
+    if parts.scheme.lower() not in LINK_SCHEMES or not parts.hostname:
+        raise bad_message(
+            'Field "link" must be an http:// or https:// address with a host name.'
+        )
+    return link
 
 
 def parse_candidate(
@@ -135,3 +229,19 @@ def parse_candidate(
     if candidate is not None and mid is None and index is None:
         raise bad_message('A candidate needs "sdpMid" or "sdpMLineIndex".')
     return candidate, mid, index
+
+
+def parse_client_key(value: object) -> str | None:
+    """Check the optional "client" field of join: the browser's random key."""
+    if value is None:
+        return None
+    low, high = CLIENT_KEY_LENGTHS
+    if (
+        not isinstance(value, str)
+        or not low <= len(value) <= high
+        or not set(value) <= CLIENT_KEY_CHARACTERS
+    ):
+        raise bad_message(
+            f'Field "client" must be {low} to {high} letters, digits, "-" or "_".'
+        )
+    return value

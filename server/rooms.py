@@ -20,7 +20,7 @@ from aiortc import RTCConfiguration
 from sfu.peer import Peer
 from sfu.router import Router
 
-from . import protocol
+from . import chat, moderation, protocol
 from .storage import Room as RoomInfo
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Signalling(Protocol):
 
     def send(self, message: dict[str, Any]) -> None: ...
 
-    def disconnect(self, reason: str) -> None: ...
+    def disconnect(self, reason: str, code: int = ...) -> None: ...
 
 
 class TokenBucket:
@@ -84,6 +84,9 @@ class Participant:
         self.state_limit = TokenBucket(STATE_RATE, STATE_BURST)
         self.rate_limited = False
         self.bad_messages = 0
+        # Random key of the participant's browser, sent with join, if any.
+        self.client_key: str | None = None
+        self.chat_limit = TokenBucket(chat.CHAT_RATE, chat.CHAT_BURST)
         self.pending_relay: asyncio.TimerHandle | None = None
         self.connect_deadline: asyncio.TimerHandle | None = None
 
@@ -114,6 +117,16 @@ class Room:
         self.router = Router(info.id, self._send_track_map, self._request_slots)
         self._rtc_configuration = rtc_configuration
         self._on_empty = on_empty
+        self.chat = chat.ChatLog()
+        self.moderation = moderation.RoomModeration()
+        self._host_tasks: set[asyncio.Task[None]] = set()
+        self._data_handlers: dict[str, Callable[[Participant, dict[str, Any]], None]]
+        self._data_handlers = {
+            "view": self._handle_view,
+            "state": self._handle_state,
+            "chat": self._handle_chat,
+            "host": self._handle_host,
+        }
 
     @property
     def id(self) -> str:
@@ -128,6 +141,7 @@ class Room:
         return min(self.max_slots, len(self.participants) - 1 + SLOT_STEP)
 
     def add(self, participant: Participant) -> None:
+        self.moderation.check_join(participant)
         if len(self.participants) >= self.info.limit:
             raise RoomFullError(self.info.limit)
         self.participants[participant.id] = participant
@@ -235,6 +249,9 @@ class Room:
     def _on_channel_open(self, peer: Peer) -> None:
         others = [p.describe() for p in self.participants.values() if p.id != peer.id]
         peer.send(json.dumps({"type": "roster", "participants": others}))
+        peer.send(json.dumps(self.chat.history()))
+        if self.moderation.locked:
+            peer.send(json.dumps({"type": "lock", "locked": True}))
 
     def _on_data_message(self, peer: Peer, text: str | None) -> None:
         participant = self.participants.get(peer.id)
@@ -242,24 +259,33 @@ class Room:
             return
         try:
             message = protocol.parse_data_message(text)
-            if message["type"] == "view":
-                self.router.show_video(peer, protocol.parse_view(message))
-                return
-            version, state = protocol.parse_state(message)
+            self._data_handlers[message["type"]](participant, message)
         except protocol.ProtocolError as exc:
-            participant.bad_messages += 1
-            if participant.bad_messages % 1000 == 1:
-                logger.warning(
-                    "x data channel of %s in room %s: %s (%d bad messages)",
-                    peer.id,
-                    self.id,
-                    exc,
-                    participant.bad_messages,
-                )
-            peer.send(json.dumps(exc.as_message()))
-            return
+            self._reject_data(participant, exc)
+
+    def _reject_data(
+        self, participant: Participant, exc: protocol.ProtocolError
+    ) -> None:
+        participant.bad_messages += 1
+        if participant.bad_messages % 1000 == 1:
+            logger.warning(
+                "x data channel of %s in room %s: %s (%d bad messages)",
+                participant.id,
+                self.id,
+                exc,
+                participant.bad_messages,
+            )
+        if participant.peer is not None:
+            participant.peer.send(json.dumps(exc.as_message()))
+
+    def _handle_view(self, participant: Participant, message: dict[str, Any]) -> None:
+        assert participant.peer is not None
+        self.router.show_video(participant.peer, protocol.parse_view(message))
+
+    def _handle_state(self, participant: Participant, message: dict[str, Any]) -> None:
+        version, state = protocol.parse_state(message)
         if version <= participant.version:
-            logger.debug("< stale state %d from %s ignored", version, peer.id)
+            logger.debug("< stale state %d from %s ignored", version, participant.id)
             return
         # The newest state is always kept; a sender over the rate limit has
         # its latest state relayed once the limit allows.
@@ -270,10 +296,61 @@ class Room:
         elif participant.pending_relay is None:
             if not participant.rate_limited:
                 participant.rate_limited = True
-                logger.warning("x %s in room %s sends state too fast", peer.id, self.id)
+                logger.warning(
+                    "x %s in room %s sends state too fast", participant.id, self.id
+                )
             participant.pending_relay = asyncio.get_running_loop().call_later(
                 1 / STATE_RATE, self._relay_pending_state, participant
             )
+
+    def _handle_chat(self, participant: Participant, message: dict[str, Any]) -> None:
+        text = chat.parse_chat(message)
+        if not participant.chat_limit.take():
+            raise protocol.ProtocolError(chat.RATE_LIMITED, chat.RATE_LIMITED_MESSAGE)
+        entry = self.chat.add(participant.id, participant.name, text)
+        logger.debug(
+            "< chat %s from %s in room %s", entry["id"], participant.id, self.id
+        )
+        payload = json.dumps(entry)
+        for member in self.audience(participant):
+            if member.peer is not None:
+                member.peer.send(payload)
+
+    def _handle_host(self, participant: Participant, message: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._run_host_action(participant, message))
+        self._host_tasks.add(task)
+        task.add_done_callback(self._host_tasks.discard)
+
+    async def _run_host_action(
+        self, participant: Participant, message: dict[str, Any]
+    ) -> None:
+        try:
+            await moderation.handle_host_message(self, participant, message)
+        except protocol.ProtocolError as exc:
+            self._reject_data(participant, exc)
+        except Exception:
+            logger.exception(
+                "x host action from %s in room %s failed", participant.id, self.id
+            )
+            self._reject_data(
+                participant,
+                protocol.ProtocolError(
+                    "internal_error", "The server failed to carry out this action."
+                ),
+            )
+
+    def audience(self, participant: Participant) -> list[Participant]:
+        """Return who receives the participant's chat messages, sender included.
+
+        NOTE: this is everyone in the room. During a break, virtual coffee
+        groups narrow it to the participant's group.
+        """
+        return list(self.participants.values())
+
+    def clear_chat(self) -> None:
+        """Drop the chat history, as when a session ends, and tell everyone."""
+        self.chat.clear()
+        self.broadcast({"type": "chat_cleared"})
 
     def _relay_pending_state(self, participant: Participant) -> None:
         participant.pending_relay = None
@@ -296,6 +373,10 @@ class Room:
             },
             participant.id,
         )
+
+    def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
+        """Send a data-channel message to everyone in the room but ``exclude``."""
+        self._broadcast(message, exclude)
 
     def _broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
         text = json.dumps(message)

@@ -15,6 +15,7 @@ from sfu.peer import OfferError
 from . import protocol
 from .invites import InviteError, admit
 from .limits import FailureLimiter
+from .moderation import JoinRefused
 from .rooms import Participant, Room, RoomFullError, RoomRegistry
 from .storage import Storage
 
@@ -89,9 +90,10 @@ class Session:
             return
         self._outbox.put_nowait(message)
 
-    def disconnect(self, reason: str) -> None:
-        """Close the connection soon; the client may reconnect."""
-        self._close_soon(CLOSE_MEDIA_FAILED, reason)
+    def disconnect(self, reason: str, code: int = CLOSE_MEDIA_FAILED) -> None:
+        """Close the connection soon. After the default code the client
+        reconnects by itself."""
+        self._close_soon(code, reason)
 
     def _close_soon(self, code: int, reason: str) -> None:
         if self._closing is None:
@@ -217,6 +219,7 @@ class Session:
             )
             return
         name = protocol.clean_name(message.get("name"))
+        client_key = protocol.parse_client_key(message.get("client"))
         if self.limiter.blocked(self.remote):
             logger.warning("x %r: join refused, too many invalid invites", self)
             await self._refuse(TOO_MANY_ATTEMPTS, TOO_MANY_ATTEMPTS_MESSAGE)
@@ -232,11 +235,16 @@ class Session:
             return
         room = self.registry.open(info)
         participant = Participant(name, invite.role, self)
+        participant.client_key = client_key
         try:
             room.add(participant)
         except RoomFullError as exc:
             logger.info("%r: room %s is full", self, info.id)
             await self._refuse("room_full", str(exc))
+            return
+        except JoinRefused as exc:
+            logger.info("%r: join to room %s refused (%s)", self, info.id, exc.code)
+            await self._refuse(exc.code, exc.message)
             return
         self.room, self.participant = room, participant
         self.send(

@@ -66,6 +66,8 @@ class Bot:
         self.audio = audio
         self.video = video
         self.wanted_slots = slots
+        # The random per-browser key sent in join as "client", if any.
+        self.client_key: str | None = None
         self.slot_count = 0
         # Whether to offer more receive slots when the server requests them.
         self.grow_slots = True
@@ -117,15 +119,16 @@ class Bot:
         """Join the room and negotiate the peer connection."""
         self.joined_at = time.monotonic()
         await self.connect()
-        await self.send(
-            {
-                "type": "join",
-                "version": 1,
-                "token": self.token,
-                "room": self.room_id,
-                "name": self.name,
-            }
-        )
+        join = {
+            "type": "join",
+            "version": 1,
+            "token": self.token,
+            "room": self.room_id,
+            "name": self.name,
+        }
+        if self.client_key is not None:
+            join["client"] = self.client_key
+        await self.send(join)
         self.welcome = await self.receive()
         if self.welcome["type"] != "welcome":
             raise RuntimeError(f"join refused: {self.welcome}")
@@ -290,6 +293,10 @@ class Bot:
                 }
             )
         )
+
+    def send_data(self, message: dict[str, Any]) -> None:
+        """Send any message on the data channel."""
+        self.channel.send(json.dumps(message))
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -1,0 +1,176 @@
+"""Host actions sent on the data channel, and who may join a room.
+
+A host action is ``{"type": "host", "action": NAME, ...}``. The server looks
+NAME up in :data:`HOST_ACTIONS` and runs it only for a participant whose
+invite is a host's; hiding buttons on the page is no check. Register a new
+action with :func:`host_action`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import protocol
+
+if TYPE_CHECKING:
+    from .rooms import Participant, Room
+
+logger = logging.getLogger(__name__)
+
+ROLE_HOST = "host"
+CLOSE_POLICY_VIOLATION = 1008
+REMOVED = "removed"
+REMOVED_MESSAGE = "The host removed you from this room."
+ROOM_LOCKED = "room_locked"
+ROOM_LOCKED_MESSAGE = (
+    "The host has locked this room, so nobody new can join. "
+    "Ask the host to unlock it, then try again."
+)
+
+HostAction = Callable[["Room", "Participant", dict[str, Any]], Awaitable[None] | None]
+HOST_ACTIONS: dict[str, HostAction] = {}
+
+# Removals still closing a peer connection; kept so the tasks are not lost.
+_removals: set[asyncio.Task[None]] = set()
+
+
+class JoinRefused(Exception):
+    """A join the room does not accept; ``code`` and the text go to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RoomModeration:
+    """Whether a room is locked, and who was removed from it.
+
+    A removed guest is barred by the random key their browser sends with
+    join and by their display name, compared without case. Guests share one
+    invite link, so nothing stronger names a person: a guest who clears the
+    site's storage or uses another browser, and also picks another name,
+    gets in again. Someone else who joins with a barred name is refused.
+    The bars last until the room closes, when its last participant leaves,
+    or until :meth:`lift_bars`.
+    """
+
+    def __init__(self) -> None:
+        self.locked = False
+        self.barred_keys: set[str] = set()
+        self.barred_names: set[str] = set()
+
+    def check_join(self, participant: Participant) -> None:
+        """Raise JoinRefused when the room does not admit this participant."""
+        if participant.role == ROLE_HOST:
+            return
+        if self.is_barred(participant):
+            raise JoinRefused(REMOVED, REMOVED_MESSAGE)
+        if self.locked:
+            raise JoinRefused(ROOM_LOCKED, ROOM_LOCKED_MESSAGE)
+
+    def is_barred(self, participant: Participant) -> bool:
+        key = participant.client_key
+        return (
+            key is not None and key in self.barred_keys
+        ) or participant.name.casefold() in self.barred_names
+
+    def bar(self, participant: Participant) -> None:
+        if participant.client_key is not None:
+            self.barred_keys.add(participant.client_key)
+        self.barred_names.add(participant.name.casefold())
+
+    def lift_bars(self) -> None:
+        self.barred_keys.clear()
+        self.barred_names.clear()
+
+
+def host_action(name: str) -> Callable[[HostAction], HostAction]:
+    """Register a function as the handler of host action ``name``."""
+
+    def register(handler: HostAction) -> HostAction:
+        HOST_ACTIONS[name] = handler
+        return handler
+
+    return register
+
+
+async def handle_host_message(
+    room: Room, sender: Participant, message: dict[str, Any]
+) -> None:
+    """Check a host message and run its action; raise ProtocolError if refused."""
+    action = message.get("action")
+    if not isinstance(action, str) or action not in HOST_ACTIONS:
+        names = ", ".join(f'"{name}"' for name in sorted(HOST_ACTIONS))
+        raise protocol.bad_message(f'Field "action" must be one of {names}.')
+    if sender.role != ROLE_HOST:
+        logger.warning(
+            "x guest %s in room %s tried host action %s", sender.id, room.id, action
+        )
+        raise protocol.ProtocolError(
+            "not_host", f'Only a host can use the "{action}" action.'
+        )
+    logger.info("host %s in room %s: %s", sender.id, room.id, action)
+    result = HOST_ACTIONS[action](room, sender, message)
+    if result is not None:
+        await result
+
+
+def target_of(room: Room, message: dict[str, Any]) -> Participant:
+    """Return the participant that field "target" names, or raise."""
+    target_id = message.get("target")
+    if not isinstance(target_id, str):
+        raise protocol.bad_message('Field "target" must be a participant id.')
+    target = room.participants.get(target_id)
+    if target is None:
+        raise protocol.ProtocolError(
+            "not_found", f"Nobody with id {target_id[:32]!r} is in this room."
+        )
+    return target
+
+
+@host_action("mute")
+def mute(room: Room, host: Participant, message: dict[str, Any]) -> None:
+    """Mark the target's microphone off and tell the room; only they can unmute."""
+    target = target_of(room, message)
+    if target.state.get("mic") == "on":
+        # The state keeps the target's version, so the target's next state
+        # message, which turns the microphone off for real, still applies.
+        target.state["mic"] = "off"
+    room.broadcast({"type": "muted", "id": target.id, "by": host.id})
+
+
+@host_action("remove")
+def remove(room: Room, host: Participant, message: dict[str, Any]) -> None:
+    """Close the target's connection and bar them from the room."""
+    target = target_of(room, message)
+    if target.role == ROLE_HOST:
+        raise protocol.ProtocolError(
+            "not_allowed", "A host cannot remove another host."
+        )
+    room.moderation.bar(target)
+    target.signalling.send(
+        {"type": "error", "code": REMOVED, "message": REMOVED_MESSAGE}
+    )
+    target.signalling.disconnect(REMOVED, CLOSE_POLICY_VIOLATION)
+    task = asyncio.create_task(room.remove(target.id, REMOVED))
+    _removals.add(task)
+    task.add_done_callback(_removals.discard)
+
+
+@host_action("lock")
+def lock(room: Room, host: Participant, message: dict[str, Any]) -> None:
+    set_locked(room, host, True)
+
+
+@host_action("unlock")
+def unlock(room: Room, host: Participant, message: dict[str, Any]) -> None:
+    set_locked(room, host, False)
+
+
+def set_locked(room: Room, host: Participant, locked: bool) -> None:
+    room.moderation.locked = locked
+    room.broadcast({"type": "lock", "locked": locked, "by": host.id})
