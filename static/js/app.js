@@ -20,6 +20,9 @@ import {
 } from './media.js';
 import {TileGrid} from './tiles.js';
 import {e2e, installTestHooks, watchFirstFrame} from './e2e.js';
+import {ChatPanel} from './chat.js';
+import {HostControls} from './moderation.js';
+import {OwnPresence, clientKey} from './profile.js';
 
 /**
  * @typedef {import('./protocol.js').DeviceState} DeviceState
@@ -38,7 +41,10 @@ const COPY_FEEDBACK_MS = 2000;
 const INVALID_INVITE_MESSAGE = 'This invite link is not valid or has expired.';
 
 /** Error codes after which the page shows only the message. */
-const PAGE_ENDING_CODES = new Set(['invalid_invite', 'unsupported_version']);
+const PAGE_ENDING_CODES = new Set([
+    'invalid_invite', 'unsupported_version', 'removed',
+]);
+const MUTED_BY_HOST_MESSAGE = 'The host muted you. Unmute when you want to speak.';
 
 /**
  * @param {string} id
@@ -135,6 +141,16 @@ const app = {
 };
 
 const grid = new TileGrid(ui.tiles);
+const chat = new ChatPanel({
+    log: byId('chat-log'),
+    form: byId('chat-form'),
+    input: byId('chat-input'),
+});
+const hostControls = new HostControls({
+    lockButton: byId('toggle-lock'),
+    lockNotice: byId('lock-notice'),
+});
+const presence = new OwnPresence();
 
 /** Device operations run one after another, in click order. */
 let mediaQueue = Promise.resolve();
@@ -161,6 +177,7 @@ async function main() {
             ? app.connection.collectStats()
             : Promise.resolve({participants: {}, pair: null}),
         videoOf: (participantId) => grid.videoOf(participantId),
+        injectData: (message) => onData(message),
     });
     bindEvents();
 
@@ -265,6 +282,9 @@ async function loadRoom() {
 }
 
 function bindEvents() {
+    chat.onsend = (text) => app.connection?.sendData({type: 'chat', text});
+    hostControls.send = (message) => app.connection?.sendData(message);
+    presence.onchange = () => renderLocalMedia();
     ui.joinForm.addEventListener('submit', onJoinSubmit);
     ui.leave.addEventListener('click', leaveRoom);
     ui.rejoin.addEventListener('click', rejoinRoom);
@@ -669,10 +689,15 @@ function renderLocalMedia() {
     ui.deviceNotice.hidden = notice === '';
 
     if (app.localTileId) {
-        grid.setState(app.localTileId, {mic: app.mic, camera: app.camera});
+        grid.setState(app.localTileId, localState());
         grid.setStream(app.localTileId, stream);
     }
     publishState();
+}
+
+/** @returns {MediaState} the media state with the presence fields */
+function localState() {
+    return {mic: app.mic, camera: app.camera, ...presence.fields()};
 }
 
 /** Sends the own state to the room when it differs from the last one sent. */
@@ -680,12 +705,12 @@ function publishState() {
     if (!app.connection) {
         return;
     }
-    const last = app.publishedState;
-    if (last && last.mic === app.mic && last.camera === app.camera) {
+    const state = localState();
+    if (JSON.stringify(state) === JSON.stringify(app.publishedState)) {
         return;
     }
-    app.publishedState = {mic: app.mic, camera: app.camera};
-    app.connection.setState(app.publishedState);
+    app.publishedState = state;
+    app.connection.setState(state);
 }
 
 /** Refills the device selects, keeping the devices in use selected. */
@@ -780,6 +805,7 @@ function joinRoom(clickedAt) {
         token: app.token,
         name: app.name,
         getLocalTracks: () => ({audio: app.audioTrack, video: app.videoTrack}),
+        clientKey: clientKey(),
     });
     const current = () => connection === app.connection;
     connection.onwelcome = (welcome) => current() && onWelcome(welcome);
@@ -789,6 +815,7 @@ function joinRoom(clickedAt) {
     connection.onstream = (id, stream) => current() && onRemoteStream(id, stream);
     connection.onerror = (code, message) => current() && onConnectionError(code, message);
     connection.onstatus = (status) => current() && onConnectionStatus(status);
+    connection.ondata = (message) => current() && onData(message);
 
     app.connection = connection;
     app.publishedState = null;
@@ -812,8 +839,11 @@ function onWelcome(welcome) {
         id,
         name: String(welcome.participant.name ?? app.name),
         local: true,
-        state: {mic: app.mic, camera: app.camera},
+        state: localState(),
     });
+    chat.ownId = id;
+    hostControls.setHost(welcome.participant.role === 'host');
+    hostControls.setLocked(false);
     grid.setStream(id, localVideoStream());
     e2e.participantId = id;
     hideMessage();
@@ -824,6 +854,8 @@ function onWelcome(welcome) {
 /** @param {Participant} participant */
 function onParticipant(participant) {
     grid.upsert({id: participant.id, name: participant.name, state: participant.state});
+    hostControls.decorateTile(grid.tiles.get(participant.id), participant.id,
+        participant.role);
     grid.setStream(participant.id, app.streams.get(participant.id) ?? null);
     renderRoomHeader();
 }
@@ -846,6 +878,47 @@ function onRemoteStream(id, stream) {
         app.streams.delete(id);
     }
     grid.setStream(id, stream);
+}
+
+/**
+ * Handles the data-channel messages of chat, moderation and the clock.
+ * @param {any} message
+ */
+function onData(message) {
+    switch (message?.type) {
+    case 'chat':
+        chat.add(message);
+        break;
+    case 'chat_history':
+        chat.replace(message.messages);
+        break;
+    case 'chat_cleared':
+        chat.clear();
+        break;
+    case 'lock':
+        hostControls.setLocked(message.locked === true);
+        break;
+    case 'muted':
+        if (message.id === app.localTileId) {
+            enqueueMediaTask(onMutedByHost);
+        }
+        break;
+    case 'clock':
+        presence.onClock(message);
+        break;
+    default:
+        console.warn(`Ignored a data-channel message of unknown type "${message?.type}".`);
+    }
+}
+
+/** Turns the microphone off after the host muted this participant. */
+async function onMutedByHost() {
+    if (app.audioTrack && app.mic === 'on') {
+        app.audioTrack.enabled = false;
+        app.mic = 'off';
+    }
+    renderLocalMedia();
+    showMessage(MUTED_BY_HOST_MESSAGE, 'info');
 }
 
 /** @param {import('./protocol.js').ConnectionStatus} status */
@@ -892,6 +965,8 @@ function onConnectionError(code, message) {
 /** Removes all tiles and remote streams, and the status line. */
 function resetRoomView() {
     grid.clear();
+    chat.clear();
+    hostControls.setLocked(false);
     app.localTileId = null;
     app.streams.clear();
     ui.soundNotice.hidden = true;

@@ -1,6 +1,8 @@
 /**
  * Hooks for the automated browser tests: `window.e2e`, `window.e2eStats()`
- * and `window.e2eColor()`. They only read page state, never change it.
+ * and `window.e2eColor()`, which only read page state, and
+ * `window.e2eInject(message)`, which hands the page a data-channel message
+ * as if the server had sent it.
  */
 
 /**
@@ -30,7 +32,8 @@ const COLOR_SAMPLE_SIZE = 20;
 /**
  * Installs the hooks on `window`.
  * @param {{collectStats: () => Promise<ConnectionStats>,
- *     videoOf: (participantId: string) => HTMLVideoElement|null}} sources
+ *     videoOf: (participantId: string) => HTMLVideoElement|null,
+ *     injectData?: (message: any) => void}} sources
  */
 export function installTestHooks(sources) {
     const target = /** @type {any} */ (window);
@@ -40,6 +43,7 @@ export function installTestHooks(sources) {
         const video = sources.videoOf(participantId);
         return video ? averageCentreColor(video) : null;
     };
+    target.e2eInject = (/** @type {any} */ message) => sources.injectData?.(message);
 }
 
 /**

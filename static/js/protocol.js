@@ -30,11 +30,15 @@ export const FATAL_ERROR_CODES = new Set([
     'unsupported_version',
     'bad_sdp',
     'bad_answer',
+    'room_locked',
+    'removed',
 ]);
 
 /**
  * @typedef {'on'|'off'|'none'} DeviceState
- * @typedef {{mic: DeviceState, camera: DeviceState}} MediaState
+ * @typedef {{mic: DeviceState, camera: DeviceState, status?: string,
+ *     goal?: string, profile?: object|null}} MediaState
+ *     The state a participant publishes: media and, optionally, presence.
  * @typedef {{id: string, name: string, role: 'guest'|'host',
  *     state: MediaState, version: number}} Participant
  * @typedef {{audio: MediaStreamTrack|null, video: MediaStreamTrack|null}}
@@ -111,11 +115,14 @@ class Session {
 export class RoomConnection {
     /**
      * @param {{room: string, token: string, name: string,
-     *     getLocalTracks: () => LocalTracks, url?: string}} options
+     *     getLocalTracks: () => LocalTracks, url?: string,
+     *     clientKey?: string}} options
      *     `getLocalTracks` is called at the start of every session.
-     *     `url` defaults to `/ws` on the page's host.
+     *     `url` defaults to `/ws` on the page's host. `clientKey` is the
+     *     browser's random key, sent with join.
      */
     constructor(options) {
+        this.clientKey = options.clientKey ?? null;
         this.room = options.room;
         this.token = options.token;
         this.name = options.name;
@@ -140,6 +147,12 @@ export class RoomConnection {
         this.onerror = () => {};
         /** @type {(status: ConnectionStatus) => void} */
         this.onstatus = () => {};
+        /**
+         * Data-channel messages this class does not handle itself, such as
+         * chat, lock, muted and clock messages.
+         * @type {(message: any) => void}
+         */
+        this.ondata = () => {};
 
         /** @type {Session|null} */
         this.session = null;
@@ -189,10 +202,22 @@ export class RoomConnection {
         if (this.stopped) {
             return;
         }
-        this.state = {mic: state.mic, camera: state.camera};
+        this.state = {...state};
         if (this.session && !this.session.closed) {
             this.#sendData(this.session, this.#nextStateMessage());
         }
+    }
+
+    /**
+     * Sends a message on the data channel of the current session, now or
+     * when the channel opens. Nothing is sent again after a reconnect.
+     * @param {object} message
+     */
+    sendData(message) {
+        if (this.stopped || !this.session || this.session.closed) {
+            return;
+        }
+        this.#sendData(this.session, message);
     }
 
     /**
@@ -329,13 +354,18 @@ export class RoomConnection {
             if (session !== this.session || session.closed) {
                 return;
             }
-            this.#send(session, {
+            /** @type {Record<string, unknown>} */
+            const join = {
                 type: 'join',
                 version: PROTOCOL_VERSION,
                 token: this.token,
                 room: this.room,
                 name: this.name,
-            });
+            };
+            if (this.clientKey) {
+                join.client = this.clientKey;
+            }
+            this.#send(session, join);
         });
         ws.addEventListener('message', (event) => {
             this.#onSocketMessage(session, event.data);
@@ -733,8 +763,12 @@ export class RoomConnection {
             console.warn(`Data-channel error ${message.code}: ${message.message}`);
             this.onerror(String(message.code ?? 'unknown'), String(message.message ?? ''));
             break;
+        case 'muted':
+            this.#onMuted(message);
+            this.ondata(message);
+            break;
         default:
-            console.warn(`Ignored a data-channel message of unknown type "${message.type}".`);
+            this.ondata(message);
         }
     }
 
@@ -777,8 +811,21 @@ export class RoomConnection {
             return;
         }
         participant.version = message.version;
-        participant.state = {mic: message.state.mic, camera: message.state.camera};
+        participant.state = toState(message.state);
         this.onstate(participant.id, participant.state, participant.version);
+    }
+
+    /**
+     * Shows a participant the host muted with the microphone off. The version
+     * stays, so their own next state still applies.
+     * @param {any} message
+     */
+    #onMuted(message) {
+        const participant = this.participants.get(message.id);
+        if (participant && participant.state.mic === 'on') {
+            participant.state = {...participant.state, mic: 'off'};
+            this.onstate(participant.id, participant.state, participant.version);
+        }
     }
 
     /**
@@ -938,10 +985,29 @@ function isParticipant(value) {
     if (typeof value.version !== 'number') {
         value.version = 0;
     }
-    if (!isMediaState(value.state)) {
-        value.state = {mic: 'none', camera: 'none'};
-    }
+    value.state = isMediaState(value.state)
+        ? toState(value.state) : {mic: 'none', camera: 'none'};
     return true;
+}
+
+/**
+ * Copies the known fields of a state the server relayed.
+ * @param {any} value a state that passed isMediaState
+ * @returns {MediaState}
+ */
+function toState(value) {
+    /** @type {MediaState} */
+    const state = {mic: value.mic, camera: value.camera};
+    if (typeof value.status === 'string') {
+        state.status = value.status;
+    }
+    if (typeof value.goal === 'string') {
+        state.goal = value.goal;
+    }
+    if (value.profile && typeof value.profile === 'object') {
+        state.profile = value.profile;
+    }
+    return state;
 }
 
 /**

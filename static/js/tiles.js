@@ -1,9 +1,12 @@
 /**
  * The grid of participant tiles. Each tile is
- * `<div class="tile" data-participant data-mic data-camera data-stream>` with
- * a `video`, an initials placeholder, a mic-off icon and a `.tile-name`.
+ * `<div class="tile" data-participant data-mic data-camera data-stream
+ * data-status>` with a `video`, an initials placeholder, a mic-off icon, a
+ * `.tile-name`, and a `.tile-info` with the status, goal and profile.
  * The stylesheet shows the placeholder and the icon from those attributes.
  */
+
+import {renderPresence} from './tile-presence.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -133,6 +136,7 @@ export class TileGrid {
         }
         tile.dataset.mic = state.mic;
         tile.dataset.camera = state.camera;
+        renderPresence(tile, state);
     }
 
     /**
