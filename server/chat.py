@@ -23,7 +23,7 @@ RATE_LIMITED = "rate_limited"
 RATE_LIMITED_MESSAGE = (
     "You are sending chat messages too fast. Wait a few seconds, then send again."
 )
-# Whitespace kept inside a chat message; other control characters are refused.
+# Whitespace kept inside a chat message. Other control characters are rejected.
 KEPT_CONTROLS = frozenset("\n\t")
 
 

@@ -1,8 +1,8 @@
 """Host actions sent on the data channel, and who may join a room.
 
 A host action is ``{"type": "host", "action": NAME, ...}``. The server looks
-NAME up in :data:`HOST_ACTIONS` and runs it only for a participant whose
-invite is a host's; hiding buttons on the page is no check. Register a new
+NAME up in :data:`HOST_ACTIONS` and runs it only for a participant who joined
+with a host invite. Hiding buttons on the page is no check. Register a new
 action with :func:`host_action`.
 """
 
@@ -33,12 +33,12 @@ ROOM_LOCKED_MESSAGE = (
 HostAction = Callable[["Room", "Participant", dict[str, Any]], Awaitable[None] | None]
 HOST_ACTIONS: dict[str, HostAction] = {}
 
-# Removals still closing a peer connection; kept so the tasks are not lost.
+# Removals still closing a peer connection, referenced until they finish.
 _removals: set[asyncio.Task[None]] = set()
 
 
-class JoinRefused(Exception):
-    """A join the room does not accept; ``code`` and the text go to the client."""
+class JoinRejected(Exception):
+    """A join the room rejects. ``code`` and the text are sent to the client."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -64,13 +64,13 @@ class RoomModeration:
         self.barred_names: set[str] = set()
 
     def check_join(self, participant: Participant) -> None:
-        """Raise JoinRefused when the room does not admit this participant."""
+        """Raise JoinRejected when the room does not admit this participant."""
         if participant.role == ROLE_HOST:
             return
         if self.is_barred(participant):
-            raise JoinRefused(REMOVED, REMOVED_MESSAGE)
+            raise JoinRejected(REMOVED, REMOVED_MESSAGE)
         if self.locked:
-            raise JoinRefused(ROOM_LOCKED, ROOM_LOCKED_MESSAGE)
+            raise JoinRejected(ROOM_LOCKED, ROOM_LOCKED_MESSAGE)
 
     def is_barred(self, participant: Participant) -> bool:
         key = participant.client_key
@@ -101,14 +101,17 @@ def host_action(name: str) -> Callable[[HostAction], HostAction]:
 async def handle_host_message(
     room: Room, sender: Participant, message: dict[str, Any]
 ) -> None:
-    """Check a host message and run its action; raise ProtocolError if refused."""
+    """Check a host message and run its action, or raise ProtocolError."""
     action = message.get("action")
     if not isinstance(action, str) or action not in HOST_ACTIONS:
         names = ", ".join(f'"{name}"' for name in sorted(HOST_ACTIONS))
         raise protocol.bad_message(f'Field "action" must be one of {names}.')
     if sender.role != ROLE_HOST:
         logger.warning(
-            "x guest %s in room %s tried host action %s", sender.id, room.id, action
+            "x guest %s in room %s sent host action %s; rejected",
+            sender.id,
+            room.id,
+            action,
         )
         raise protocol.ProtocolError(
             "not_host", f'Only a host can use the "{action}" action.'
@@ -134,7 +137,10 @@ def target_of(room: Room, message: dict[str, Any]) -> Participant:
 
 @host_action("mute")
 def mute(room: Room, host: Participant, message: dict[str, Any]) -> None:
-    """Mark the target's microphone off and tell the room; only they can unmute."""
+    """Mark the target's microphone off and notify the room.
+
+    Only the target can unmute, with their own next state.
+    """
     target = target_of(room, message)
     if target.state.get("mic") == "on":
         # The state keeps the target's version, so the target's next state

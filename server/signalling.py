@@ -15,7 +15,7 @@ from sfu.peer import OfferError
 from . import protocol
 from .invites import InviteError, admit
 from .limits import FailureLimiter
-from .moderation import JoinRefused
+from .moderation import JoinRejected
 from .rooms import Participant, Room, RoomFullError, RoomRegistry
 from .storage import Storage
 
@@ -242,8 +242,8 @@ class Session:
             logger.info("%r: room %s is full", self, info.id)
             await self._refuse("room_full", str(exc))
             return
-        except JoinRefused as exc:
-            logger.info("%r: join to room %s refused (%s)", self, info.id, exc.code)
+        except JoinRejected as exc:
+            logger.info("%r: join to room %s rejected (%s)", self, info.id, exc.code)
             await self._refuse(exc.code, exc.message)
             return
         self.room, self.participant = room, participant

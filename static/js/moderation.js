@@ -1,7 +1,7 @@
 /**
  * Host controls on the page: mute or remove a participant from their tile,
- * and lock or unlock the room. The server checks that the sender is a host;
- * the page only hides the controls from guests.
+ * and lock or unlock the room. The server checks that the sender is a host,
+ * so hiding the controls from guests is only a convenience.
  */
 
 const REMOVE_CONFIRM_MS = 4000;

@@ -9,8 +9,8 @@
  *    windows then, so a hidden tab or no input on the page does not make
  *    them away.
  * 3. Otherwise, no input on the page or a hidden tab for IDLE_AFTER_MS makes
- *    the status "away". Input or a visible tab again returns it to what the
- *    clock says.
+ *    the status "away". Input or a visible tab again returns it to the
+ *    clock's status.
  * 4. In a break or long break the status is "break", otherwise "available".
  * A clock phase change drops a chosen "focus" or "break", because the clock
  * leads those. A chosen "away", "dnd" or "back_soon" stays until changed.

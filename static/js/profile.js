@@ -1,7 +1,7 @@
 /**
  * The own presence controls: the status menu, the goal for the session and
  * the profile card form. The profile and the browser key are kept in
- * localStorage for the next visit; the goal is not, because it belongs to
+ * localStorage for the next visit. The goal is not, because it belongs to
  * one session.
  */
 
@@ -24,7 +24,7 @@ const CLIENT_KEY_STORAGE_KEY = 'coworking.client';
 
 /**
  * Returns this browser's random key, made on first use. The server uses it
- * to keep a removed guest out of the room; clearing the site's data makes
+ * to keep a removed guest out of the room. Clearing the site's data makes
  * a new one.
  * @returns {string}
  */

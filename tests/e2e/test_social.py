@@ -230,3 +230,55 @@ async def test_host_removes_and_locks(
     await poll(
         lambda: message(guest), lambda t: "removed you" in t, 10.0, "barred again"
     )
+
+
+PRESENCE_RULES = """async () => {
+    const {PresenceState} = await import('/static/js/presence.js');
+    const state = new PresenceState();
+    const seen = {start: state.status};
+    state.setIdle(true);
+    seen.idle = state.status;
+    state.setIdle(false);
+    seen.back = state.status;
+    state.setPhase('focus');
+    state.setIdle(true);
+    seen.focusIdle = state.status;
+    state.setPhase('break');
+    seen.breakIdle = state.status;
+    state.setIdle(false);
+    seen.breakActive = state.status;
+    state.setManual('focus');
+    seen.manualFocus = state.status;
+    state.setPhase('focus');
+    state.setPhase('long_break');
+    seen.afterPhase = state.status;
+    state.setManual('dnd');
+    state.setPhase('focus');
+    seen.dndKept = state.status;
+    state.setManual('bogus');
+    seen.bogus = state.status;
+    return seen;
+}"""
+
+
+async def test_presence_status_rules(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room()
+    page = await open_page("red", invite_link(server, room, "red"))
+    await wait_phase(page, "prejoin")
+
+    seen = await page.evaluate(PRESENCE_RULES)
+
+    assert seen == {
+        "start": "available",
+        "idle": "away",
+        "back": "available",
+        "focusIdle": "focus",
+        "breakIdle": "away",
+        "breakActive": "break",
+        "manualFocus": "focus",
+        "afterPhase": "break",
+        "dndKept": "dnd",
+        "bogus": "focus",
+    }

@@ -32,7 +32,7 @@ class Moderated(Party):
     async def refused(
         self, name: str, role: str = "guest", client_key: str | None = None
     ) -> dict[str, Any]:
-        """Try to join and return the error message the server answered with."""
+        """Try to join, and return the error the server sent in place of welcome."""
         bot = Bot(self.server.url, self.room["room"].id, self.room[role].token, name)
         bot.client_key = client_key
         self.bots.append(bot)
