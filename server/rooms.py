@@ -86,6 +86,8 @@ class Participant:
         self.bad_messages = 0
         # Random key of the participant's browser, sent with join, if any.
         self.client_key: str | None = None
+        # Whether a host muted the participant and they have not unmuted since.
+        self.host_muted = False
         self.chat_limit = TokenBucket(chat.CHAT_RATE, chat.CHAT_BURST)
         self.pending_relay: asyncio.TimerHandle | None = None
         self.connect_deadline: asyncio.TimerHandle | None = None
@@ -291,6 +293,8 @@ class Room:
         # its latest state relayed once the limit allows.
         participant.version = version
         participant.state = state
+        if participant.host_muted and state["mic"] == "on":
+            moderation.set_audio_paused(participant, False)
         if participant.state_limit.take():
             self._relay_state(participant)
         elif participant.pending_relay is None:

@@ -39,6 +39,8 @@ class TrackForwarder:
         self._receiver = receiver
         self._ssrc = ssrc
         self._subscribers: set[SlotTrack] = set()
+        # While True, frames from the publisher are dropped, not forwarded.
+        self.paused = False
         self._last_request = 0.0
         self._retry_task: asyncio.Task[None] | None = None
         self._pli_tasks: set[asyncio.Task[None]] = set()
@@ -69,6 +71,8 @@ class TrackForwarder:
     def push(self, frame: EncodedFrame) -> None:
         """Hand one frame from the publisher to every subscribed slot."""
         counters.frames_received += 1
+        if self.paused:
+            return
         for slot in tuple(self._subscribers):
             slot.push(frame)
 

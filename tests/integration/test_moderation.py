@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+import sfu.frames
 from tests.integration.test_presence import Party, roster_entry, wait_until
-from tests.support.bot import Bot
+from tests.support.bot import Bot, LoopTrack
+from tests.support.clips import opus_packets
 from tests.support.server import ServerProcess
 
 CLOSE_POLICY_VIOLATION = 1008
+TONE = opus_packets(seconds=1.0)
+# Audio frames already queued in the server when the mute arrives.
+MUTE_SETTLE = 0.5
 GUEST_KEY = "guest-browser-key-0001"
 OTHER_KEY = "other-browser-key-0002"
 
@@ -208,3 +214,33 @@ async def test_join_client_key_checked(party: Moderated) -> None:
 
     assert refused["code"] == "bad_message"
     assert '"client"' in refused["message"]
+
+
+async def test_host_mute_drops_audio(party: Moderated) -> None:
+    # The bot sends pre-encoded Opus packets, which only a passthrough
+    # decoder in this process hands on unchanged.
+    sfu.frames.install_passthrough()
+    alice = await party.join_as("Alice", role="host")
+    bob = Bot(party.server.url, party.room["room"].id, party.room["guest"].token, "Bob")
+    bob.audio = LoopTrack("audio", TONE, 0.02)
+    party.bots.append(bob)
+    await bob.join()
+    await bob.wait_data("roster")
+    bob.send_state(1, mic="on", camera="none")
+    await wait_until(lambda: len(alice.frames_from(bob.id, "audio")) > 20, what="audio")
+
+    # Bob's bot ignores "muted" and keeps sending, as a page too old to know it.
+    alice.send_data(host("mute", bob.id))
+    await alice.wait_data("muted")
+    await asyncio.sleep(MUTE_SETTLE)
+    muted_from = len(alice.frames_from(bob.id, "audio"))
+    await asyncio.sleep(1.0)
+    during_mute = len(alice.frames_from(bob.id, "audio")) - muted_from
+
+    bob.send_state(2, mic="on", camera="none")
+    await wait_until(
+        lambda: len(alice.frames_from(bob.id, "audio")) > muted_from + during_mute + 20,
+        what="audio after unmute",
+    )
+
+    assert during_mute == 0
