@@ -907,7 +907,8 @@ function onData(message) {
         presence.onClock(message);
         break;
     default:
-        console.warn(`Ignored a data-channel message of unknown type "${message?.type}".`);
+        console.warn(
+            `Ignored a data-channel message of unknown type "${message?.type}".`);
     }
 }
 

@@ -96,7 +96,10 @@ export class ChatPanel {
         const at = new Date(Number(message.at));
         if (!Number.isNaN(at.getTime())) {
             time.dateTime = at.toISOString();
-            time.textContent = at.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'});
+            time.textContent = at.toLocaleTimeString([], {
+                hour: '2-digit',
+                minute: '2-digit',
+            });
         }
         header.append(name, time);
         const body = document.createElement('p');
