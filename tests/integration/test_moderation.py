@@ -16,7 +16,7 @@ from tests.support.server import ServerProcess
 
 CLOSE_POLICY_VIOLATION = 1008
 TONE = opus_packets(seconds=1.0)
-# Audio frames already queued in the server when the mute arrives.
+# Seconds for the audio frames already in flight at the mute to arrive.
 MUTE_SETTLE = 0.5
 GUEST_KEY = "guest-browser-key-0001"
 OTHER_KEY = "other-browser-key-0002"
