@@ -20,6 +20,12 @@ import {
 } from './media.js';
 import {TileGrid} from './tiles.js';
 import {e2e, installTestHooks, watchFirstFrame} from './e2e.js';
+import {
+    currentBookingRef,
+    initBooking,
+    isSlotWindowCode,
+    waitForSlotWindow,
+} from './booking.js';
 
 /**
  * @typedef {import('./protocol.js').DeviceState} DeviceState
@@ -170,6 +176,10 @@ async function main() {
         return;
     }
     showPrejoin();
+    initBooking({roomId: app.roomId, token: app.token, role: app.role,
+        nameInput: ui.name}).catch((error) => {
+        console.error('The session list failed to load:', error);
+    });
     await enqueueMediaTask(startMedia);
     watchDevices(() => {
         refreshDevices();
@@ -246,6 +256,15 @@ async function loadRoom() {
         return true;
     }
     const error = body?.error;
+    if (response.status === 403 && isSlotWindowCode(error?.code)) {
+        // An invite bound to a slot: wait for its window, then load again.
+        ui.loading.hidden = true;
+        setPhase('waiting');
+        if (await waitForSlotWindow(body)) {
+            ui.loading.hidden = false;
+            return loadRoom();
+        }
+    }
     if (response.status === 403) {
         showFatalError(error?.code ?? 'invalid_invite',
             error?.message ?? INVALID_INVITE_MESSAGE);
@@ -779,6 +798,7 @@ function joinRoom(clickedAt) {
         room: app.roomId,
         token: app.token,
         name: app.name,
+        booking: currentBookingRef(app.roomId),
         getLocalTracks: () => ({audio: app.audioTrack, video: app.videoTrack}),
     });
     const current = () => connection === app.connection;

@@ -111,6 +111,7 @@ class Session {
 export class RoomConnection {
     /**
      * @param {{room: string, token: string, name: string,
+     *     booking?: {id: string, secret: string}|null,
      *     getLocalTracks: () => LocalTracks, url?: string}} options
      *     `getLocalTracks` is called at the start of every session.
      *     `url` defaults to `/ws` on the page's host.
@@ -119,6 +120,8 @@ export class RoomConnection {
         this.room = options.room;
         this.token = options.token;
         this.name = options.name;
+        /** The booking to mark attended, sent in `join`. */
+        this.booking = options.booking ?? null;
         this.getLocalTracks = options.getLocalTracks;
         this.url = options.url ?? defaultSocketUrl();
 
@@ -335,6 +338,7 @@ export class RoomConnection {
                 token: this.token,
                 room: this.room,
                 name: this.name,
+                booking: this.booking,
             });
         });
         ws.addEventListener('message', (event) => {
