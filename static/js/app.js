@@ -262,6 +262,7 @@ async function loadRoom() {
         setPhase('waiting');
         if (await waitForSlotWindow(body)) {
             ui.loading.hidden = false;
+            setPhase('loading');
             return loadRoom();
         }
     }
