@@ -33,6 +33,8 @@ from .storage import ROLE_GUEST, ROLE_HOST, Invite, Room, Storage
 logger = logging.getLogger(__name__)
 
 MAX_BODY_SIZE = 16 * 1024
+# Hosts also see slots that ended this long ago, with who came and who did not.
+HOST_HISTORY_SECONDS = 7 * 86400
 SLOT_FIELDS = ("starts_at", "length", "plan", "capacity", "title")
 
 # HTTP status for each ScheduleError code; other codes get 409.
@@ -196,8 +198,10 @@ async def list_slots(request: web.Request) -> web.Response:
     room, invite = await authorize(request)
     storage = request.app[SCHEDULE].storage
     is_host = invite.role == ROLE_HOST
+    # Cancelled slots stay in the list so that their bookers learn of it.
+    history = HOST_HISTORY_SECONDS if is_host else 0
     slots = await storage.list_slots(
-        room.id, ending_after=time.time(), include_cancelled=is_host
+        room.id, ending_after=time.time() - history, include_cancelled=True
     )
     return web.json_response(
         {

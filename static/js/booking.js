@@ -10,6 +10,8 @@
 const BOOKINGS_STORAGE_PREFIX = 'coworking.bookings.';
 const REFRESH_INTERVAL_MS = 30000;
 const COUNTDOWN_INTERVAL_MS = 250;
+/** How often a waiting page asks the server again, in case the host moved the slot. */
+const WAITING_RECHECK_MS = 60000;
 const WINDOW_CODES = new Set(['slot_not_open', 'slot_ended', 'slot_cancelled']);
 
 /**
@@ -205,8 +207,9 @@ function localInputValue(date) {
 
 /**
  * Shows why a slot-bound invite does not admit yet. For `slot_not_open` it
- * counts down and resolves true when the window opens; for a session that
- * is over or cancelled it resolves false at once.
+ * counts down and resolves true when the window opens, or after a minute so
+ * that the caller asks the server again; for a session that is over or
+ * cancelled it resolves false at once.
  * @param {any} body the 403 answer of the room request
  * @returns {Promise<boolean>}
  */
@@ -219,21 +222,25 @@ export function waitForSlotWindow(body) {
     const slot = body.slot ?? {};
     const roomName = typeof body.room?.name === 'string' ? body.room.name : '';
     byId('waiting-title').textContent = slot.title || roomName || 'Coworking session';
-    byId('waiting-when').textContent = `The session starts ${formatStart(slot.starts_at)}`
-        + ` and ends at ${formatClock(slot.ends_at)}. The room opens`
-        + ` ${formatClock(body.opens_at)}.`;
+    let when = `The session starts ${formatStart(slot.starts_at)} and ends at`
+        + ` ${formatClock(slot.ends_at)}.`;
+    if (body.opens_at !== slot.starts_at) {
+        when += ` The room opens at ${formatClock(body.opens_at)}.`;
+    }
+    byId('waiting-when').textContent = when;
     section.hidden = false;
 
     // Count with the server's clock: the page's clock may be off.
     const offset = Date.parse(body.server_time) - Date.now();
     const opensAt = Date.parse(body.opens_at);
     const countdown = byId('waiting-countdown');
+    const recheckAt = Date.now() + WAITING_RECHECK_MS;
     return new Promise((resolve) => {
         const tick = () => {
             const remaining = (opensAt - (Date.now() + (offset || 0))) / 1000;
             countdown.textContent = `Opens in ${formatCountdown(remaining)}`;
             countdown.dataset.seconds = String(Math.max(0, Math.ceil(remaining)));
-            if (remaining <= 0) {
+            if (remaining <= 0 || Date.now() >= recheckAt) {
                 clearInterval(timer);
                 section.hidden = true;
                 resolve(true);
@@ -307,24 +314,33 @@ function renderSlot(slot, booking, isHost) {
         `${formatStart(slot.starts_at)} – ${formatClock(slot.ends_at)}`));
     item.append(element('p', 'slot-plan', describePlan(slot.plan)));
     const full = slot.booked >= slot.capacity;
-    const places = slot.cancelled
-        ? 'Cancelled'
-        : `${slot.booked} of ${slot.capacity} places booked${full ? ' (full)' : ''}`;
+    const ended = Date.parse(slot.ends_at) <= Date.now();
+    item.dataset.ended = String(ended);
+    let places = `${slot.booked} of ${slot.capacity} places booked`;
+    if (slot.cancelled) {
+        places = 'Cancelled by the host';
+    } else if (ended) {
+        places = `Ended. ${places}`;
+    } else if (full) {
+        places += ' (full)';
+    }
     item.append(element('p', 'slot-places', places));
 
     const actions = element('div', 'slot-actions');
-    if (booking && !slot.cancelled) {
+    if (slot.cancelled || ended) {
+        // Nothing to book, edit or cancel any more.
+    } else if (booking) {
         item.append(element('p', 'slot-booked', `Booked as ${booking.name}`));
         actions.append(button('Add to calendar', 'slot-calendar',
             () => downloadCalendar(slot)));
         actions.append(button('Cancel my booking', 'slot-unbook',
             () => cancelOwnBooking(booking)));
-    } else if (!slot.cancelled) {
+    } else {
         const book = button('Book a place', 'slot-book', () => bookSlot(slot));
         book.disabled = full;
         actions.append(book);
     }
-    if (isHost && !slot.cancelled) {
+    if (isHost && !slot.cancelled && !ended) {
         actions.append(button('Edit', 'slot-edit', () => startEditing(slot)));
         actions.append(button('Invite link for this session', 'slot-invite',
             () => createSlotInvite(slot)));

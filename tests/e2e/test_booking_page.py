@@ -299,5 +299,5 @@ async def test_host_schedules_from_page(
     assert (await stored_slot(server, slot.id)).title == "Writing sprint"
 
     await click_in_slot(host, slot.id, ".slot-cancel")
-    await wait_slot_text(host, slot.id, ".slot-places", "Cancelled")
+    await wait_slot_text(host, slot.id, ".slot-places", "Cancelled by the host")
     assert (await stored_slot(server, slot.id)).cancelled_at is not None

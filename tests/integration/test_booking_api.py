@@ -302,6 +302,13 @@ async def test_cancelled_slot_invite(
     status, refused = await call(http, "GET", api(server, room), token)
     assert status == 403
     assert refused["error"]["code"] == "slot_cancelled"
+    status, listing = await call(
+        http, "GET", api(server, room, "/slots"), room["guest"].token
+    )
+    assert status == 200
+    assert [(s["id"], s["cancelled"]) for s in listing["slots"]] == [
+        (slot["id"], True)
+    ]
 
 
 async def test_join_marks_booking_attended(
@@ -362,3 +369,33 @@ async def test_unknown_slot_and_other_room(
     )
     assert status == 403
     assert answer["error"]["code"] == "invalid_invite"
+
+
+async def test_host_sees_who_came_after_the_end(
+    http: aiohttp.ClientSession, server: ServerProcess, room: dict[str, Any]
+) -> None:
+    slot = await create_slot(
+        http, server, room, starts_in=1, length=10, plan={"focus": 5, "break": 5}
+    )
+    guest = room["guest"].token
+    url = api(server, room, f"/slots/{slot['id']}/bookings")
+    _, came = await call(http, "POST", url, guest, {"name": "Ada"})
+    await call(http, "POST", url, guest, {"name": "Grace"})
+    await wait_until(slot["starts_at"])
+    ws = await open_socket(http, server)
+    message = join_message(room["room"].id, guest, "Ada")
+    message["booking"] = {"id": came["booking"]["id"], "secret": came["secret"]}
+    await send_json(ws, message)
+    assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+    await ws.close()
+    await wait_until(slot["ends_at"])
+
+    _, hosts = await call(http, "GET", api(server, room, "/slots"), room["host"].token)
+    ended = [s for s in hosts["slots"] if s["id"] == slot["id"]]
+    assert len(ended) == 1
+    assert [(b["name"], b["attendance"]) for b in ended[0]["bookings"]] == [
+        ("Ada", "attended"),
+        ("Grace", "no_show"),
+    ]
+    _, guests = await call(http, "GET", api(server, room, "/slots"), guest)
+    assert slot["id"] not in [s["id"] for s in guests["slots"]]
