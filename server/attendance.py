@@ -1,4 +1,5 @@
-"""Attendance: a booking counts as attended when its holder joins during the slot.
+"""Attendance: a booking counts as attended when its holder joins within the
+slot's admission window.
 
 The page keeps the id and cancel secret of its bookings and sends the one for
 the current slot in its `join` message as `"booking": {"id": ..., "secret": ...}`.

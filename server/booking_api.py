@@ -2,7 +2,7 @@
 
 Every request carries an invite token in the Authorization header, checked like
 the room request. Creating, editing and cancelling slots and making slot-bound
-invites need a host invite; listing, booking and cancelling an own booking
+invites need a host invite. Listing slots, booking and cancelling an own booking
 need any invite of the room.
 """
 
@@ -43,7 +43,7 @@ _STATUS = {"not_found": 404, "booking_not_found": 404}
 
 @dataclass
 class ScheduleContext:
-    """What the handlers need from the application that hosts rooms."""
+    """Dependencies of the handlers, set by the application that hosts rooms."""
 
     storage: Storage
     settings: Settings
@@ -116,7 +116,10 @@ def bearer_token(request: web.Request) -> str | None:
 def require_host(invite: Invite, room: Room, action: str) -> None:
     if invite.role != ROLE_HOST:
         logger.warning(
-            "x guest invite %s of room %s tried to %s; refused", invite.id, room.id, action
+            "x guest invite %s of room %s tried to %s; rejected",
+            invite.id,
+            room.id,
+            action,
         )
         raise ApiError(
             403, "forbidden", f"Only the host can {action}. Use the host link."
@@ -125,14 +128,20 @@ def require_host(invite: Invite, room: Room, action: str) -> None:
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_SIZE:
-        raise ApiError(413, "too_large", f"The request body exceeds {MAX_BODY_SIZE} bytes.")
+        raise ApiError(
+            413, "too_large", f"The request body exceeds {MAX_BODY_SIZE} bytes."
+        )
     raw = await request.content.read(MAX_BODY_SIZE + 1)
     if len(raw) > MAX_BODY_SIZE:
-        raise ApiError(413, "too_large", f"The request body exceeds {MAX_BODY_SIZE} bytes.")
+        raise ApiError(
+            413, "too_large", f"The request body exceeds {MAX_BODY_SIZE} bytes."
+        )
     try:
         body = json.loads(raw or b"{}")
     except (ValueError, RecursionError):
-        raise ApiError(400, "bad_request", "The request body is not valid JSON.") from None
+        raise ApiError(
+            400, "bad_request", "The request body is not valid JSON."
+        ) from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "The request body must be a JSON object.")
     return body

@@ -1,7 +1,7 @@
 """Time slots of a room, their focus/break plans, bookings and admission windows.
 
 All times are Unix times in seconds (UTC) and all lengths are seconds. This module
-holds the data types and the input checks; `schedule_store.py` stores them.
+contains the data types and the input checks; `schedule_store.py` stores them.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Booking:
     attended_at: float | None
 
     def as_dict(self, slot: Slot | None = None, now: float = 0.0) -> dict[str, Any]:
-        """Describe the booking; with its slot, `attendance` says who came."""
+        """Describe the booking, and with its slot also its `attendance`."""
         result: dict[str, Any] = {
             "id": self.id,
             "slot_id": self.slot_id,
@@ -225,6 +225,7 @@ def validate_plan(plan: object, length: int) -> Plan:
     unknown = sorted(set(plan) - {"focus", "break", "long_break", "rounds_before_long"})
     if unknown:
         raise ValueError(f"Plan has unknown fields: {', '.join(unknown)}")
+
     focus = _bounded_int(plan.get("focus"), "Plan focus", 1, MAX_FOCUS, "seconds")
     break_ = _bounded_int(plan.get("break", 0), "Plan break", 0, MAX_BREAK, "seconds")
     long_break = _bounded_int(
@@ -237,6 +238,7 @@ def validate_plan(plan: object, length: int) -> Plan:
         MAX_ROUNDS_BEFORE_LONG,
         "rounds",
     )
+
     if rounds and not long_break:
         raise ValueError(
             "Plan long_break must be more than 0 when rounds_before_long is set"
@@ -304,9 +306,7 @@ def check_window(slot: Slot, now: float, early_seconds: float) -> None:
             opens_at,
         )
     if now >= slot.ends_at:
-        raise SlotWindowError(
-            SLOT_ENDED, "This session is over.", slot, opens_at
-        )
+        raise SlotWindowError(SLOT_ENDED, "This session is over.", slot, opens_at)
 
 
 def with_booked(slot: Slot, booked: int) -> Slot:

@@ -271,8 +271,8 @@ def update_slot(
             f" less than {slot.booked}.",
         )
     if starts_at + length <= now:
-        raise ScheduleError(
-            "invalid_length", "With this length the slot would already be over."
+        raise ValueError(
+            f"Length {length} s would end the slot in the past; choose a longer one."
         )
     _check_overlap(connection, slot.room_id, starts_at, starts_at + length, slot.id)
     connection.execute(

@@ -13,9 +13,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sfu.peer import OfferError
 
 from . import protocol
+from .attendance import parse_booking_ref, record_attendance
 from .invites import InviteError, admit
 from .limits import FailureLimiter
-from .attendance import parse_booking_ref, record_attendance
 from .rooms import Participant, Room, RoomFullError, RoomRegistry
 from .schedule import DEFAULT_EARLY_SECONDS, SlotWindowError
 from .storage import Storage

@@ -156,7 +156,9 @@ async def _with_storage(settings: Settings, job: Any) -> int:
 
 def _run_create(args: argparse.Namespace) -> int:
     changes = _changes(args)
-    missing = [f"--{name}" for name in ("start", "length") if getattr(args, name) is None]
+    missing = [
+        f"--{name}" for name in ("start", "length") if getattr(args, name) is None
+    ]
     if missing:
         raise CommandError(f"slot create needs {' and '.join(missing)}")
     changes.setdefault("plan", {"focus": 50 * 60, "break": 10 * 60})
@@ -169,8 +171,10 @@ def _run_create(args: argparse.Namespace) -> int:
             )
         slot = await storage.create_slot(args.room_id, **changes)
         print(f"Created slot {slot.id}: {_describe(slot)}.")
-        print(f"Bind an invite to it: coworking invite create {args.room_id}"
-              f" --slot {slot.id}")
+        print(
+            f"Bind an invite to it: coworking invite create {args.room_id}"
+            f" --slot {slot.id}"
+        )
         return 0
 
     return _run(args, job)
@@ -187,8 +191,10 @@ def _run_list(args: argparse.Namespace) -> int:
             include_cancelled=args.all,
         )
         if not slots:
-            print(f"No upcoming slots. Schedule one with `coworking slot create"
-                  f" {args.room_id} --start +1h --length 2h`.")
+            print(
+                f"No upcoming slots. Schedule one with `coworking slot create"
+                f" {args.room_id} --start +1h --length 2h`."
+            )
             return 0
         blocks = []
         for slot in slots:

@@ -180,7 +180,9 @@ async def test_bound_invite_waits_then_opens(
 
     storage = await server.storage()
     try:
-        bound = await storage.create_invite(room["room"].id, ROLE_GUEST, slot_id=slot.id)
+        bound = await storage.create_invite(
+            room["room"].id, ROLE_GUEST, slot_id=slot.id
+        )
     finally:
         await storage.close()
     page = await booking_page.context.new_page()
@@ -212,7 +214,9 @@ async def test_ended_slot_invite(server: ServerProcess, open_page: OpenPage) -> 
     slot = await add_slot(server, room, 1, length=10, plan={"focus": 5})
     storage = await server.storage()
     try:
-        bound = await storage.create_invite(room["room"].id, ROLE_GUEST, slot_id=slot.id)
+        bound = await storage.create_invite(
+            room["room"].id, ROLE_GUEST, slot_id=slot.id
+        )
     finally:
         await storage.close()
     await asyncio.sleep(max(0.0, slot.ends_at - time.time() + 0.2))

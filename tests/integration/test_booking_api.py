@@ -114,8 +114,11 @@ async def test_guest_cannot_change_slots(
     guest = room["guest"].token
     slot_url = api(server, room, f"/slots/{slot['id']}")
     attempts = [
-        ("POST", api(server, room, "/slots"), {"starts_at": slot["starts_at"],
-                                               "length": 600, "plan": PLAN}),
+        (
+            "POST",
+            api(server, room, "/slots"),
+            {"starts_at": slot["starts_at"], "length": 600, "plan": PLAN},
+        ),
         ("PATCH", slot_url, {"title": "Taken over"}),
         ("DELETE", slot_url, None),
         ("POST", slot_url + "/invites", {}),
@@ -189,7 +192,9 @@ async def test_booking_capacity_and_cancel(
 
     status, second = await call(http, "POST", bookings_url, guest, {"name": "Grace"})
     assert status == 201, second
-    _, listing = await call(http, "GET", api(server, room, "/slots"), room["host"].token)
+    _, listing = await call(
+        http, "GET", api(server, room, "/slots"), room["host"].token
+    )
     names = [
         (b["name"], b["attendance"])
         for s in listing["slots"]
@@ -248,8 +253,11 @@ async def test_bound_invite_window(
         http, server, room, starts_in=4, length=10, plan={"focus": 5, "break": 5}
     )
     status, made = await call(
-        http, "POST", api(server, room, f"/slots/{slot['id']}/invites"),
-        room["host"].token, {},
+        http,
+        "POST",
+        api(server, room, f"/slots/{slot['id']}/invites"),
+        room["host"].token,
+        {},
     )
     assert status == 201, made
     token = made["invite"]["url"].rsplit("#", 1)[1]
@@ -288,8 +296,11 @@ async def test_cancelled_slot_invite(
 ) -> None:
     slot = await create_slot(http, server, room, starts_in=1, length=600)
     _, made = await call(
-        http, "POST", api(server, room, f"/slots/{slot['id']}/invites"),
-        room["host"].token, {},
+        http,
+        "POST",
+        api(server, room, f"/slots/{slot['id']}/invites"),
+        room["host"].token,
+        {},
     )
     token = made["invite"]["url"].rsplit("#", 1)[1]
     await wait_until(slot["starts_at"])
@@ -306,9 +317,7 @@ async def test_cancelled_slot_invite(
         http, "GET", api(server, room, "/slots"), room["guest"].token
     )
     assert status == 200
-    assert [(s["id"], s["cancelled"]) for s in listing["slots"]] == [
-        (slot["id"], True)
-    ]
+    assert [(s["id"], s["cancelled"]) for s in listing["slots"]] == [(slot["id"], True)]
 
 
 async def test_join_marks_booking_attended(
@@ -359,8 +368,11 @@ async def test_unknown_slot_and_other_room(
     other = await server.create_room("Other")
     slot = await create_slot(http, server, other)
     status, answer = await call(
-        http, "POST", api(server, room, f"/slots/{slot['id']}/bookings"),
-        room["guest"].token, {"name": "Ada"},
+        http,
+        "POST",
+        api(server, room, f"/slots/{slot['id']}/bookings"),
+        room["guest"].token,
+        {"name": "Ada"},
     )
     assert status == 404
     assert answer["error"]["code"] == "not_found"

@@ -434,9 +434,22 @@ def create_room_id(tmp_path: Path, limit: int = 25) -> str:
 def test_slot_create_list_edit_cancel(tmp_path: Path) -> None:
     room_id = create_room_id(tmp_path)
     created = run_coworking(
-        tmp_path, "slot", "create", room_id, "--start", "+2h", "--length", "90m",
-        "--plan", "25/5/15x4", "--capacity", "6", "--title", "Deep work",
-        "--db", "db.sqlite3",
+        tmp_path,
+        "slot",
+        "create",
+        room_id,
+        "--start",
+        "+2h",
+        "--length",
+        "90m",
+        "--plan",
+        "25/5/15x4",
+        "--capacity",
+        "6",
+        "--title",
+        "Deep work",
+        "--db",
+        "db.sqlite3",
     )
     assert created.returncode == 0, created.stderr
     slot_id = re.search(r"Created slot (s[0-9a-f]{12})", created.stdout)
@@ -448,15 +461,29 @@ def test_slot_create_list_edit_cancel(tmp_path: Path) -> None:
     assert slot_id.group(1) in listed.stdout
 
     edited = run_coworking(
-        tmp_path, "slot", "edit", slot_id.group(1), "--plan", "50/10",
-        "--capacity", "3", "--db", "db.sqlite3",
+        tmp_path,
+        "slot",
+        "edit",
+        slot_id.group(1),
+        "--plan",
+        "50/10",
+        "--capacity",
+        "3",
+        "--db",
+        "db.sqlite3",
     )
     assert edited.returncode == 0, edited.stderr
     assert "plan 50/10, 0 of 3 booked" in edited.stdout
 
     bound = run_coworking(
-        tmp_path, "invite", "create", room_id, "--slot", slot_id.group(1),
-        "--db", "db.sqlite3",
+        tmp_path,
+        "invite",
+        "create",
+        room_id,
+        "--slot",
+        slot_id.group(1),
+        "--db",
+        "db.sqlite3",
     )
     assert bound.returncode == 0, bound.stderr
     assert f"for slot {slot_id.group(1)} only" in bound.stdout
@@ -483,7 +510,9 @@ def test_slot_create_list_edit_cancel(tmp_path: Path) -> None:
         (["--start", "+1h"], "needs --length"),
     ],
 )
-def test_slot_create_invalid(tmp_path: Path, arguments: list[str], message: str) -> None:
+def test_slot_create_invalid(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
     room_id = create_room_id(tmp_path, limit=10)
     result = run_coworking(
         tmp_path, "slot", "create", room_id, *arguments, "--db", "db.sqlite3"
@@ -496,8 +525,18 @@ def test_slot_create_invalid(tmp_path: Path, arguments: list[str], message: str)
 def test_slot_create_invalid_plan(tmp_path: Path, plan: str) -> None:
     room_id = create_room_id(tmp_path)
     result = run_coworking(
-        tmp_path, "slot", "create", room_id, "--start", "+1h", "--length", "1h",
-        "--plan", plan, "--db", "db.sqlite3",
+        tmp_path,
+        "slot",
+        "create",
+        room_id,
+        "--start",
+        "+1h",
+        "--length",
+        "1h",
+        "--plan",
+        plan,
+        "--db",
+        "db.sqlite3",
     )
     assert result.returncode == 2
     assert "invalid plan" in result.stderr
@@ -506,8 +545,14 @@ def test_slot_create_invalid_plan(tmp_path: Path, plan: str) -> None:
 def test_invite_for_unknown_slot(tmp_path: Path) -> None:
     room_id = create_room_id(tmp_path)
     result = run_coworking(
-        tmp_path, "invite", "create", room_id, "--slot", "s000000000000",
-        "--db", "db.sqlite3",
+        tmp_path,
+        "invite",
+        "create",
+        room_id,
+        "--slot",
+        "s000000000000",
+        "--db",
+        "db.sqlite3",
     )
     assert_one_line_error(result)
     assert "Slot not found" in result.stderr

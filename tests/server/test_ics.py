@@ -31,8 +31,11 @@ def unfold(text: str) -> list[str]:
 
 def test_event_fields() -> None:
     text = slot_event(
-        make_slot("Deep work"), "Writers' corner", "cowork.example.org",
-        now=STARTS_AT - 7200, url="https://cowork.example.org/r/RoomRoomRoomRoom#tok",
+        make_slot("Deep work"),
+        "Writers' corner",
+        "cowork.example.org",
+        now=STARTS_AT - 7200,
+        url="https://cowork.example.org/r/RoomRoomRoomRoom#tok",
     )
     lines = unfold(text)
     assert text.endswith("\r\n")

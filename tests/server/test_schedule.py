@@ -67,9 +67,7 @@ async def test_migration_keeps_rooms_and_invites(tmp_path: Path) -> None:
         assert invite.slot_id is None
         room, admitted = await admit(storage, "Room1Room1Room1R", invite.token)
         assert admitted == invite
-        slot = await storage.create_slot(
-            room.id, time.time() + 3600, 3600, PLAN_50_10
-        )
+        slot = await storage.create_slot(room.id, time.time() + 3600, 3600, PLAN_50_10)
         assert slot.capacity == 7
     finally:
         await storage.close()
@@ -284,12 +282,15 @@ async def test_attendance_window(storage: SqliteStorage) -> None:
     booking, secret = await storage.create_booking(slot.id, "Ada")
 
     assert await storage.mark_attended(booking.id, secret, room.id, now, 600) is None
-    assert await storage.mark_attended(booking.id, "wrong", room.id, now + 1000, 0) is None
     assert (
-        await storage.mark_attended(booking.id, secret, other.id, now + 1000, 0)
-        is None
+        await storage.mark_attended(booking.id, "wrong", room.id, now + 1000, 0) is None
     )
-    assert await storage.mark_attended(booking.id, secret, room.id, now + 1600, 0) is None
+    assert (
+        await storage.mark_attended(booking.id, secret, other.id, now + 1000, 0) is None
+    )
+    assert (
+        await storage.mark_attended(booking.id, secret, room.id, now + 1600, 0) is None
+    )
     attended = await storage.mark_attended(booking.id, secret, room.id, now + 500, 600)
     assert attended is not None and attended.attended_at == pytest.approx(now + 500)
     again = await storage.mark_attended(booking.id, secret, room.id, now + 1100, 600)
