@@ -183,7 +183,12 @@ def parse_utc(text: object, field: str = "starts_at") -> float:
 
 
 def validate_start(starts_at: object, now: float) -> float:
-    """Return the start time, or raise ValueError for a past or far-off time."""
+    """Return the start time rounded up to a whole second, or raise ValueError
+    for a past or far-off time.
+
+    Whole seconds keep the ISO 8601 times in the API, which have no fraction,
+    equal to the stored ones.
+    """
     if (
         not isinstance(starts_at, (int, float))
         or isinstance(starts_at, bool)
@@ -199,7 +204,7 @@ def validate_start(starts_at: object, now: float) -> float:
             f"Start {format_utc(starts_at)} is more than a year ahead; choose an"
             " earlier time."
         )
-    return float(starts_at)
+    return float(math.ceil(starts_at))
 
 
 def validate_length(length: object) -> int:

@@ -44,7 +44,8 @@ const COPY_FEEDBACK_MS = 2000;
 const INVALID_INVITE_MESSAGE = 'This invite link is not valid or has expired.';
 
 /** Error codes after which the page shows only the message. */
-const PAGE_ENDING_CODES = new Set(['invalid_invite', 'unsupported_version']);
+const PAGE_ENDING_CODES = new Set(['invalid_invite', 'unsupported_version',
+    'slot_ended', 'slot_cancelled']);
 
 /**
  * @param {string} id

@@ -234,13 +234,17 @@ export function waitForSlotWindow(body) {
     const offset = Date.parse(body.server_time) - Date.now();
     const opensAt = Date.parse(body.opens_at);
     const countdown = byId('waiting-countdown');
-    const recheckAt = Date.now() + WAITING_RECHECK_MS;
+    const shownAt = Date.now();
+    const recheckAt = shownAt + WAITING_RECHECK_MS;
     return new Promise((resolve) => {
         const tick = () => {
             const remaining = (opensAt - (Date.now() + (offset || 0))) / 1000;
             countdown.textContent = `Opens in ${formatCountdown(remaining)}`;
             countdown.dataset.seconds = String(Math.max(0, Math.ceil(remaining)));
-            if (remaining <= 0 || Date.now() >= recheckAt) {
+            // The second's wait keeps a page whose clock runs ahead of the
+            // server's from asking again and again.
+            const opened = remaining <= 0 && Date.now() - shownAt >= 1000;
+            if (opened || Date.now() >= recheckAt) {
                 clearInterval(timer);
                 section.hidden = true;
                 resolve(true);

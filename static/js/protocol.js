@@ -30,6 +30,9 @@ export const FATAL_ERROR_CODES = new Set([
     'unsupported_version',
     'bad_sdp',
     'bad_answer',
+    'slot_not_open',
+    'slot_ended',
+    'slot_cancelled',
 ]);
 
 /**

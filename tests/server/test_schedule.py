@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -112,7 +113,8 @@ async def test_slot_round_trip_after_reopen(tmp_path: Path) -> None:
 
 async def test_current_slot_gives_plan_in_seconds(storage: SqliteStorage) -> None:
     room = await storage.create_room("Room", 10)
-    now = time.time()
+    # Whole seconds, as the storage rounds a start up to a whole second.
+    now = float(math.ceil(time.time()))
     slot = await storage.create_slot(
         room.id,
         now + 100,
@@ -277,7 +279,8 @@ async def test_booking_name_rejected(storage: SqliteStorage, name: object) -> No
 async def test_attendance_window(storage: SqliteStorage) -> None:
     room = await storage.create_room("Room", 10)
     other = await storage.create_room("Other", 10)
-    now = time.time()
+    # Whole seconds, as the storage rounds a start up to a whole second.
+    now = float(math.ceil(time.time()))
     slot = await storage.create_slot(room.id, now + 1000, 600, {"focus": 300})
     booking, secret = await storage.create_booking(slot.id, "Ada")
 
@@ -306,7 +309,8 @@ async def test_attendance_window(storage: SqliteStorage) -> None:
 
 async def test_bound_invite_window(storage: SqliteStorage) -> None:
     room = await storage.create_room("Room", 10)
-    now = time.time()
+    # Whole seconds, as the storage rounds a start up to a whole second.
+    now = float(math.ceil(time.time()))
     slot = await storage.create_slot(room.id, now + 1000, 600, {"focus": 300})
     invite = await storage.create_invite(room.id, ROLE_GUEST, slot_id=slot.id)
 
@@ -331,3 +335,10 @@ async def test_invite_slot_of_other_room_rejected(storage: SqliteStorage) -> Non
     slot = await storage.create_slot(other.id, time.time() + 600, 600, {"focus": 60})
     with pytest.raises(ValueError, match="Slot not found in this room"):
         await storage.create_invite(room.id, ROLE_GUEST, slot_id=slot.id)
+
+
+async def test_start_rounded_to_whole_second(storage: SqliteStorage) -> None:
+    room = await storage.create_room("Room", 10)
+    requested = time.time() + 60.25
+    slot = await storage.create_slot(room.id, requested, 600, {"focus": 60})
+    assert slot.starts_at == math.ceil(requested)
