@@ -282,6 +282,15 @@ async def cancel_booking(request: web.Request) -> web.Response:
 
 
 @handles_errors
+async def remove_booking(request: web.Request) -> web.Response:
+    room, invite = await authorize(request)
+    require_host(invite, room, "remove bookings")
+    booking_id = request.match_info["booking_id"][:64]
+    booking = await request.app[SCHEDULE].storage.remove_booking(booking_id, room.id)
+    return web.json_response({"booking": booking.as_dict()})
+
+
+@handles_errors
 async def slot_calendar(request: web.Request) -> web.Response:
     room, invite = await authorize(request)
     slot = await room_slot(request, room)
@@ -331,4 +340,5 @@ def booking_routes() -> list[web.AbstractRouteDef]:
         web.get(base + "/slots/{slot_id}/calendar.ics", slot_calendar),
         web.post(base + "/slots/{slot_id}/invites", create_slot_invite),
         web.post(base + "/bookings/{booking_id}/cancel", cancel_booking),
+        web.delete(base + "/bookings/{booking_id}", remove_booking),
     ]

@@ -383,6 +383,29 @@ def cancel_booking(
     return booking_from_row(updated)
 
 
+def cancel_booking_of_room(
+    connection: sqlite3.Connection, booking_id: str, room_id: str
+) -> Booking:
+    """Cancel a booking of a slot in `room_id` without its secret, for the host."""
+    row = connection.execute(
+        "SELECT bookings.* FROM bookings JOIN slots ON slots.id = bookings.slot_id"
+        " WHERE bookings.id = ? AND slots.room_id = ?",
+        (booking_id, room_id),
+    ).fetchone()
+    if row is None:
+        raise ScheduleError(
+            "booking_not_found", f"Booking not found in this room: {booking_id!r}"
+        )
+    connection.execute(
+        "UPDATE bookings SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
+        (time.time(), booking_id),
+    )
+    updated = connection.execute(
+        "SELECT * FROM bookings WHERE id = ?", (booking_id,)
+    ).fetchone()
+    return booking_from_row(updated)
+
+
 def mark_attended(
     connection: sqlite3.Connection,
     booking_id: str,

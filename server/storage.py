@@ -214,6 +214,11 @@ class Storage(abc.ABC):
         """Cancel a booking with its secret; cancelling twice keeps the first time."""
 
     @abc.abstractmethod
+    async def remove_booking(self, booking_id: str, room_id: str) -> Booking:
+        """Cancel a booking of a slot in `room_id` without its secret, as the host
+        does. Raise ScheduleError "booking_not_found" for another room's."""
+
+    @abc.abstractmethod
     async def list_bookings(self, slot_id: str) -> list[Booking]:
         """Return a slot's bookings, cancelled ones too, oldest first."""
 
@@ -538,6 +543,16 @@ class SqliteStorage(Storage):
             secret,
         )
         logger.info("Cancelled booking %s of slot %s", booking.id, booking.slot_id)
+        return booking
+
+    async def remove_booking(self, booking_id: str, room_id: str) -> Booking:
+        booking = await self._run(
+            self._in_write_transaction,
+            schedule_store.cancel_booking_of_room,
+            booking_id,
+            room_id,
+        )
+        logger.info("Host removed booking %s of slot %s", booking.id, booking.slot_id)
         return booking
 
     async def list_bookings(self, slot_id: str) -> list[Booking]:

@@ -10,7 +10,7 @@
 const BOOKINGS_STORAGE_PREFIX = 'coworking.bookings.';
 const REFRESH_INTERVAL_MS = 30000;
 const COUNTDOWN_INTERVAL_MS = 250;
-/** How often a waiting page asks the server again, in case the host moved the slot. */
+/** Interval at which a waiting page requests the room again, as the host may move the slot. */
 const WAITING_RECHECK_MS = 60000;
 const WINDOW_CODES = new Set(['slot_not_open', 'slot_ended', 'slot_cancelled']);
 
@@ -207,8 +207,8 @@ function localInputValue(date) {
 
 /**
  * Shows why a slot-bound invite does not admit yet. For `slot_not_open` it
- * counts down and resolves true when the window opens, or after a minute so
- * that the caller asks the server again; for a session that is over or
+ * counts down and resolves true when the window opens, or after a minute, so
+ * that the caller requests the room again. For a session that is over or
  * cancelled it resolves false at once.
  * @param {any} body the 403 answer of the room request
  * @returns {Promise<boolean>}
@@ -363,6 +363,11 @@ function renderSlot(slot, booking, isHost) {
             const row = element('li', 'slot-booking',
                 `${entry.name}: ${attendanceLabel(entry.attendance)}`);
             row.dataset.attendance = entry.attendance ?? '';
+            row.dataset.booking = entry.id;
+            if (!entry.cancelled && !ended && !slot.cancelled) {
+                row.append(' ', button('Remove', 'slot-remove-booking',
+                    () => removeBooking(entry)));
+            }
             list.append(row);
         }
         item.append(list);
@@ -444,7 +449,7 @@ async function bookSlot(slot) {
 async function cancelOwnBooking(booking) {
     const result = await request('POST',
         `/bookings/${encodeURIComponent(booking.id)}/cancel`, {secret: booking.secret});
-    // A booking the server no longer knows is dropped here too.
+    // A booking that the server no longer has (404) is dropped here too.
     if (result.ok || result.status === 404) {
         saveOwnBookings(ownBookings().filter((b) => b.id !== booking.id));
         showNotice('Your booking is cancelled.', 'info');
@@ -603,6 +608,18 @@ async function cancelSlot(slot) {
     }
     const result = await request('DELETE', `/slots/${encodeURIComponent(slot.id)}`);
     showNotice(result.ok ? 'Session cancelled.' : errorText(result),
+        result.ok ? 'info' : 'error');
+    await refreshSlots();
+}
+
+/** @param {BookingInfo} booking */
+async function removeBooking(booking) {
+    if (!window.confirm(`Remove the booking of ${booking.name}?`)) {
+        return;
+    }
+    const result = await request('DELETE',
+        `/bookings/${encodeURIComponent(booking.id)}`);
+    showNotice(result.ok ? `Removed the booking of ${booking.name}.` : errorText(result),
         result.ok ? 'info' : 'error');
     await refreshSlots();
 }

@@ -281,6 +281,23 @@ async def test_host_schedules_from_page(
     assert await guest.evaluate("() => typeof window.pwned") == "undefined"
     assert await guest.locator(f'.slot[data-slot="{slot.id}"] .slot-edit').count() == 0
 
+    await click_in_slot(guest, slot.id, ".slot-book")
+    await wait_slot_text(guest, slot.id, ".slot-booked", "Booked as Grace")
+    await host.reload()
+    await wait_phase(host, "prejoin")
+    await poll(
+        lambda: slot_text(host, slot.id, ".slot-booking"),
+        lambda text: text == "Grace: booked Remove",
+        10,
+        "Grace's booking in the host's list",
+    )
+    await click_in_slot(host, slot.id, ".slot-remove-booking")
+    await wait_slot_text(host, slot.id, ".slot-booking", "Grace: cancelled")
+    bookings = await stored_bookings(server, slot.id)
+    assert [(b.name, b.cancelled_at is not None) for b in bookings] == [
+        ("Grace", True)
+    ]
+
     await click_in_slot(host, slot.id, ".slot-invite")
     link = await poll(
         lambda: slot_text(host, slot.id, ".slot-link"),

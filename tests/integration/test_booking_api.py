@@ -411,3 +411,37 @@ async def test_host_sees_who_came_after_the_end(
     ]
     _, guests = await call(http, "GET", api(server, room, "/slots"), guest)
     assert slot["id"] not in [s["id"] for s in guests["slots"]]
+
+
+async def test_host_removes_booking(
+    http: aiohttp.ClientSession, server: ServerProcess, room: dict[str, Any]
+) -> None:
+    slot = await create_slot(http, server, room, capacity=1)
+    guest = room["guest"].token
+    _, made = await call(
+        http,
+        "POST",
+        api(server, room, f"/slots/{slot['id']}/bookings"),
+        guest,
+        {"name": "Mallory"},
+    )
+    booking_url = api(server, room, f"/bookings/{made['booking']['id']}")
+
+    status, refused = await call(http, "DELETE", booking_url, guest)
+    assert status == 403
+    assert refused["error"]["code"] == "forbidden"
+    other = await server.create_room("Other")
+    status, elsewhere = await call(
+        http,
+        "DELETE",
+        f"{server.url}/api/rooms/{other['room'].id}/bookings/{made['booking']['id']}",
+        other["host"].token,
+    )
+    assert status == 404
+    assert elsewhere["error"]["code"] == "booking_not_found"
+
+    status, removed = await call(http, "DELETE", booking_url, room["host"].token)
+    assert status == 200
+    assert removed["booking"]["cancelled"] is True
+    _, listing = await call(http, "GET", api(server, room, "/slots"), guest)
+    assert listing["slots"][0]["booked"] == 0
