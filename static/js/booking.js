@@ -10,7 +10,8 @@
 const BOOKINGS_STORAGE_PREFIX = 'coworking.bookings.';
 const REFRESH_INTERVAL_MS = 30000;
 const COUNTDOWN_INTERVAL_MS = 250;
-/** Interval at which a waiting page requests the room again, as the host may move the slot. */
+/** Interval at which a waiting page requests the room again: the host may move
+ * the slot. */
 const WAITING_RECHECK_MS = 60000;
 const WINDOW_CODES = new Set(['slot_not_open', 'slot_ended', 'slot_cancelled']);
 
@@ -170,14 +171,14 @@ function formatClock(iso) {
 
 /** @param {number} seconds */
 function formatPhase(seconds) {
-    return seconds % 60 === 0 ? `${seconds / 60}` : `${seconds} s`;
+    return seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
 }
 
 /** @param {Plan} plan */
 export function describePlan(plan) {
-    let text = `Focus ${formatPhase(plan.focus)} / break ${formatPhase(plan.break)} min`;
+    let text = `Focus ${formatPhase(plan.focus)} / break ${formatPhase(plan.break)}`;
     if (plan.rounds_before_long > 0) {
-        text += `, long break ${formatPhase(plan.long_break)} min`
+        text += `, long break ${formatPhase(plan.long_break)}`
             + ` after every ${plan.rounds_before_long} rounds`;
     }
     return text;
@@ -426,8 +427,8 @@ async function bookSlot(slot) {
         showNotice('Enter your name above, then book.', 'error');
         return;
     }
-    const result = await request('POST', `/slots/${encodeURIComponent(slot.id)}/bookings`,
-        {name});
+    const path = `/slots/${encodeURIComponent(slot.id)}/bookings`;
+    const result = await request('POST', path, {name});
     if (!result.ok) {
         showNotice(errorText(result), 'error');
         await refreshSlots();
@@ -619,15 +620,18 @@ async function removeBooking(booking) {
     }
     const result = await request('DELETE',
         `/bookings/${encodeURIComponent(booking.id)}`);
-    showNotice(result.ok ? `Removed the booking of ${booking.name}.` : errorText(result),
-        result.ok ? 'info' : 'error');
+    if (result.ok) {
+        showNotice(`Removed the booking of ${booking.name}.`, 'info');
+    } else {
+        showNotice(errorText(result), 'error');
+    }
     await refreshSlots();
 }
 
 /** @param {SlotInfo} slot */
 async function createSlotInvite(slot) {
-    const result = await request('POST', `/slots/${encodeURIComponent(slot.id)}/invites`,
-        {});
+    const path = `/slots/${encodeURIComponent(slot.id)}/invites`;
+    const result = await request('POST', path, {});
     if (!result.ok) {
         showNotice(errorText(result), 'error');
         return;
