@@ -119,6 +119,8 @@ async def test_booking_survives_restart(
         page = await open_page("red", invite_link(own, room, "Ada"))
         await wait_phase(page, "prejoin")
         await wait_slot_text(page, slot.id, ".slot-title", "Morning focus")
+        plan_text = await slot_text(page, slot.id, ".slot-plan")
+        assert plan_text == "Focus 30 s / break 10 s"
         await wait_slot_text(page, slot.id, ".slot-places", "0 of 3 places booked")
 
         await click_in_slot(page, slot.id, ".slot-book")
@@ -276,6 +278,10 @@ async def test_host_schedules_from_page(
     guest = await open_page("blue", invite_link(server, room, "Grace"))
     await wait_phase(guest, "prejoin")
     await wait_slot_text(guest, slot.id, ".slot-title", HOSTILE_TITLE)
+    plan_text = await slot_text(guest, slot.id, ".slot-plan")
+    assert plan_text == (
+        "Focus 25 min / break 5 min, long break 15 min after every 3 rounds"
+    )
     assert await guest.is_hidden("#slot-form")
     assert await guest.locator("#slot-list img").count() == 0
     assert await guest.evaluate("() => typeof window.pwned") == "undefined"
@@ -294,9 +300,7 @@ async def test_host_schedules_from_page(
     await click_in_slot(host, slot.id, ".slot-remove-booking")
     await wait_slot_text(host, slot.id, ".slot-booking", "Grace: cancelled")
     bookings = await stored_bookings(server, slot.id)
-    assert [(b.name, b.cancelled_at is not None) for b in bookings] == [
-        ("Grace", True)
-    ]
+    assert [(b.name, b.cancelled_at is not None) for b in bookings] == [("Grace", True)]
 
     await click_in_slot(host, slot.id, ".slot-invite")
     link = await poll(
