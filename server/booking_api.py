@@ -8,6 +8,7 @@ need any invite of the room.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -187,6 +188,7 @@ async def describe_slots(
 def handles_errors(handler: Any) -> Any:
     """Turn ApiError, ScheduleError and ValueError into JSON error responses."""
 
+    @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
