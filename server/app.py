@@ -20,10 +20,12 @@ import sfu.frames
 import sfu.ice
 from sfu.stats import counters
 
+from .booking_api import SCHEDULE, ScheduleContext, booking_routes, window_error_body
 from .config import Settings
 from .invites import InviteError, admit, make_link
 from .limits import FailureLimiter
 from .rooms import RoomRegistry
+from .schedule import SlotWindowError
 from .signalling import (
     LIVENESS_TIMEOUT,
     MAX_FRAME_SIZE,
@@ -143,11 +145,19 @@ async def room_info(request: web.Request) -> web.Response:
         return too_many_attempts_response()
     try:
         room, invite = await admit(
-            storage, request.match_info["room_id"], bearer_token(request)
+            storage,
+            request.match_info["room_id"],
+            bearer_token(request),
+            early_seconds=request.app[SETTINGS].slot_early_seconds,
         )
     except InviteError:
         limiter.record_failure(remote)
         return invalid_invite_response()
+    except SlotWindowError as error:
+        room_or_none = await storage.get_room(request.match_info["room_id"])
+        body = {"error": {"code": error.code, "message": error.message}}
+        body.update(window_error_body(error, room_or_none))
+        return web.json_response(body, status=403)
     invite_url = None
     if invite.role == ROLE_HOST:
         now = time.time()
@@ -213,6 +223,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         request.remote or "?",
         abort=lambda: request.transport.abort() if request.transport else None,
         limiter=request.app[LIMITER],
+        slot_early=settings.slot_early_seconds,
     )
     request.app[SOCKETS].add(ws)
     try:
@@ -341,6 +352,7 @@ def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> N
     app[STORAGE] = storage
     app[REGISTRY] = RoomRegistry(sfu.ice.rtc_configuration(settings.ice_servers))
     app[LIMITER] = FailureLimiter(settings.admission_failures)
+    app[SCHEDULE] = ScheduleContext(storage, settings, app[LIMITER])
     app.on_shutdown.append(close_rooms)
 
 
@@ -371,6 +383,7 @@ def build_app(settings: Settings, storage: Storage) -> web.Application:
         [
             *page_routes(),
             web.get("/api/rooms/{room_id}", room_info),
+            *booking_routes(),
             web.get("/api/admin/stats", admin_stats),
             web.get("/ws", websocket),
         ]
@@ -397,6 +410,7 @@ def build_front_app(settings: Settings) -> web.Application:
         [
             *page_routes(),
             web.get("/api/rooms/{room_id}", front_room_info),
+            web.route("*", "/api/rooms/{room_id}/{rest:.+}", front_room_info),
             web.get("/api/admin/stats", front_admin_stats),
             web.get("/ws", front_websocket),
         ]
@@ -424,6 +438,7 @@ def build_worker_app(settings: Settings, storage: Storage) -> web.Application:
         [
             web.get("/healthz", healthz),
             web.get("/api/rooms/{room_id}", room_info),
+            *booking_routes(),
             web.get("/internal/stats", worker_stats),
             web.get("/ws", websocket),
         ]

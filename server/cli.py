@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_duration,
         help="time until the link expires, such as 30m, 12h or 7d (default: never)",
     )
+    invite_create.add_argument(
+        "--slot",
+        metavar="SLOT_ID",
+        help="bind the link to one slot: it admits from COWORKING_SLOT_EARLY_MINUTES"
+        " (default 10) before the slot's start until its end",
+    )
     invite_create.set_defaults(command=_run_invite_create)
     invite_revoke = invite_commands.add_parser(
         "revoke", parents=[database], help="revoke an invite so its link stops working"
@@ -175,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         "invite_id", metavar="INVITE_ID", help="invite id as shown by `room list`"
     )
     invite_revoke.set_defaults(command=_run_invite_revoke)
+
+    from .slot_commands import add_slot_commands
+
+    add_slot_commands(commands, database, links)
     return parser
 
 
@@ -411,12 +421,16 @@ def _format_room(room: Room, invites: list[Invite], base_url: str, now: float) -
 def _run_invite_create(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     return asyncio.run(
-        _invite_create(settings, args.room_id, args.role, args.expires_in)
+        _invite_create(settings, args.room_id, args.role, args.expires_in, args.slot)
     )
 
 
 async def _invite_create(
-    settings: Settings, room_id: str, role: str, expires_in: float | None
+    settings: Settings,
+    room_id: str,
+    role: str,
+    expires_in: float | None,
+    slot_id: str | None = None,
 ) -> int:
     expires_at = None if expires_in is None else time.time() + expires_in
     storage = await SqliteStorage.open(settings.db_path)
@@ -426,13 +440,23 @@ async def _invite_create(
             raise CommandError(
                 f"Room not found: {room_id!r}. List rooms with `coworking room list`."
             )
-        invite = await storage.create_invite(room.id, role, expires_at)
+        if slot_id is not None:
+            slot = await storage.get_slot(slot_id)
+            if slot is None or slot.room_id != room.id:
+                raise CommandError(
+                    f"Slot not found in room {room.id}: {slot_id!r}. List slots with"
+                    f" `coworking slot list {room.id}`."
+                )
+            if slot.cancelled_at is not None or slot.ends_at <= time.time():
+                raise CommandError(f"Slot {slot_id} is cancelled or over.")
+        invite = await storage.create_invite(room.id, role, expires_at, slot_id)
     finally:
         await storage.close()
 
+    bound = "" if slot_id is None else f", for slot {slot_id} only"
     print(
         f'Created {invite.role} invite {invite.id} for room "{room.name}",'
-        f" {_format_expiry(invite)}."
+        f" {_format_expiry(invite)}{bound}."
     )
     label = _HOST_LABEL if invite.role == ROLE_HOST else "Invite link"
     print(f"{label}: {make_link(settings.url, room.id, invite.token)}")

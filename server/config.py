@@ -82,6 +82,12 @@ class Settings:
     # Addresses of reverse proxies whose X-Forwarded-For header names the
     # client, such as 127.0.0.1 for a proxy on the same machine.
     trusted_proxies: tuple[str, ...] = ()
+    # Minutes before a slot's start from which an invite bound to it admits.
+    slot_early_minutes: int = 10
+
+    @property
+    def slot_early_seconds(self) -> float:
+        return self.slot_early_minutes * 60.0
 
     @property
     def worker_count(self) -> int:
@@ -121,6 +127,7 @@ ENVIRONMENT_VARIABLES = {
     "workers": "COWORKING_WORKERS",
     "admission_failures": "COWORKING_ADMISSION_FAILURES",
     "trusted_proxies": "COWORKING_TRUSTED_PROXIES",
+    "slot_early_minutes": "COWORKING_SLOT_EARLY_MINUTES",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -277,6 +284,10 @@ def _parse_admission_failures(value: object, source: str) -> int:
     return _parse_integer(value, source, 1, 1_000_000)
 
 
+def _parse_slot_early_minutes(value: object, source: str) -> int:
+    return _parse_integer(value, source, 0, 24 * 60)
+
+
 def _parse_workers(value: object, source: str) -> int:
     return _parse_integer(value, source, 0, MAX_WORKERS)
 
@@ -405,4 +416,5 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "workers": _parse_workers,
     "admission_failures": _parse_admission_failures,
     "trusted_proxies": _parse_ip_addresses,
+    "slot_early_minutes": _parse_slot_early_minutes,
 }

@@ -7,6 +7,7 @@ import re
 import time
 from typing import TypeGuard
 
+from .schedule import DEFAULT_EARLY_SECONDS, check_window
 from .storage import Invite, Room, Storage
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,11 @@ def _is_well_formed(value: object) -> TypeGuard[str]:
 
 
 async def admit(
-    storage: Storage, room_id: str, token: str | None, now: float | None = None
+    storage: Storage,
+    room_id: str,
+    token: str | None,
+    now: float | None = None,
+    early_seconds: float = DEFAULT_EARLY_SECONDS,
 ) -> tuple[Room, Invite]:
     """Return the room and the invite if `token` admits its holder to `room_id`.
 
@@ -54,6 +59,10 @@ async def admit(
     belongs to another room, the invite is revoked or expired at `now` (default: the
     current time), or the room does not exist. Malformed input is rejected without a
     database query. Logs name the room id and the reason, never the token.
+
+    An invite bound to a slot admits only from `early_seconds` before the slot's
+    start to its end; outside that window, or for a cancelled slot, raise
+    schedule.SlotWindowError.
     """
     if not _is_well_formed(room_id):
         logger.debug("Rejected admission: malformed room id")
@@ -77,8 +86,22 @@ async def admit(
     else:
         room = await storage.get_room(room_id)
         if room is not None:
+            await _check_slot_window(storage, invite, now, early_seconds)
             return room, invite
         reason = "room not found"
 
     logger.debug("Rejected admission to room %s: %s", room_id, reason)
     raise InviteError()
+
+
+async def _check_slot_window(
+    storage: Storage, invite: Invite, now: float, early_seconds: float
+) -> None:
+    if invite.slot_id is None:
+        return
+    slot = await storage.get_slot(invite.slot_id)
+    if slot is None:
+        # The foreign key keeps this from happening; refuse rather than admit.
+        logger.error("Invite %s names missing slot %s", invite.id, invite.slot_id)
+        raise InviteError()
+    check_window(slot, now, early_seconds)

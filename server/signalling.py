@@ -13,10 +13,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sfu.peer import OfferError
 
 from . import protocol
+from .attendance import parse_booking_ref, record_attendance
 from .invites import InviteError, admit
 from .limits import FailureLimiter
 from .moderation import JoinRejected
 from .rooms import Participant, Room, RoomFullError, RoomRegistry
+from .schedule import DEFAULT_EARLY_SECONDS, SlotWindowError
 from .storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,11 @@ class Session:
         remote: str,
         abort: Callable[[], None] = lambda: None,
         limiter: FailureLimiter | None = None,
+        slot_early: float = DEFAULT_EARLY_SECONDS,
     ) -> None:
         self.ws = ws
+        # Seconds before a slot's start from which an invite bound to it admits.
+        self.slot_early = slot_early
         # Drops the connection without a close handshake.
         self.abort = abort
         self.limiter = limiter or FailureLimiter()
@@ -220,14 +225,22 @@ class Session:
             return
         name = protocol.clean_name(message.get("name"))
         client_key = protocol.parse_client_key(message.get("client"))
+        booking_ref = parse_booking_ref(message.get("booking"))
         if self.limiter.blocked(self.remote):
             logger.warning("x %r: join refused, too many invalid invites", self)
             await self._refuse(TOO_MANY_ATTEMPTS, TOO_MANY_ATTEMPTS_MESSAGE)
             return
         try:
             info, invite = await admit(
-                self.storage, message.get("room"), message.get("token")
+                self.storage,
+                message.get("room"),
+                message.get("token"),
+                early_seconds=self.slot_early,
             )
+        except SlotWindowError as exc:
+            logger.info("%r: join refused, %s", self, exc.code)
+            await self._refuse(exc.code, exc.message)
+            return
         except InviteError as exc:
             self.limiter.record_failure(self.remote)
             logger.warning("x %r: join refused, invalid invite", self)
@@ -247,6 +260,10 @@ class Session:
             await self._refuse(exc.code, exc.message)
             return
         self.room, self.participant = room, participant
+        if booking_ref is not None:
+            await record_attendance(
+                self.storage, info.id, booking_ref, self.slot_early, repr(self)
+            )
         self.send(
             {
                 "type": "welcome",

@@ -15,7 +15,10 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
+
+from . import schedule_store
+from .schedule import Booking, Plan, Slot, validate_booking_name
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ _MAX_INSERT_ATTEMPTS = 5
 # while the server runs) to release its write lock before raising "database is locked".
 _BUSY_TIMEOUT_SECONDS = 10.0
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # _MIGRATIONS[n] contains the statements that raise PRAGMA user_version from n - 1 to n.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -66,6 +69,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "CREATE INDEX invites_room_id ON invites (room_id)",
     ),
+    2: schedule_store.MIGRATION_TO_2,
 }
 
 _T = TypeVar("_T")
@@ -96,6 +100,8 @@ class Invite:
     created_at: float  # Unix time in seconds, like expires_at and revoked_at
     expires_at: float | None
     revoked_at: float | None
+    # The slot whose admission window limits this invite, or None for any time.
+    slot_id: str | None = None
 
     def is_usable(self, now: float) -> bool:
         """Return whether the invite is neither revoked nor expired at `now`."""
@@ -126,10 +132,15 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def create_invite(
-        self, room_id: str, role: str, expires_at: float | None = None
+        self,
+        room_id: str,
+        role: str,
+        expires_at: float | None = None,
+        slot_id: str | None = None,
     ) -> Invite:
-        """Insert an invite with a new secret token. Raise ValueError for an invalid
-        role or expiry time, or for a room that does not exist."""
+        """Insert an invite with a new secret token, bound to `slot_id` if given.
+        Raise ValueError for an invalid role or expiry time, for a room that does
+        not exist, or for a slot of another room."""
 
     @abc.abstractmethod
     async def get_invite_by_token(self, token: str) -> Invite | None:
@@ -145,6 +156,84 @@ class Storage(abc.ABC):
 
         Revoking an invite twice keeps the time of the first revocation.
         """
+
+    # Slots and bookings. Methods that write raise ValueError for invalid input
+    # and schedule.ScheduleError, with a client error code, for a conflict.
+
+    @abc.abstractmethod
+    async def create_slot(
+        self,
+        room_id: str,
+        starts_at: float,
+        length: int,
+        plan: Plan | dict[str, Any],
+        capacity: int | None = None,
+        title: str = "",
+    ) -> Slot:
+        """Insert a slot. Capacity defaults to the room's participant limit; the
+        slot may not overlap another slot of the room that is not cancelled."""
+
+    @abc.abstractmethod
+    async def get_slot(self, slot_id: str) -> Slot | None:
+        """Return the slot with this id, cancelled or not, or None."""
+
+    @abc.abstractmethod
+    async def list_slots(
+        self,
+        room_id: str,
+        ending_after: float | None = None,
+        include_cancelled: bool = False,
+    ) -> list[Slot]:
+        """Return a room's slots that end after `ending_after`, earliest first."""
+
+    @abc.abstractmethod
+    async def update_slot(self, slot_id: str, changes: dict[str, Any]) -> Slot:
+        """Change starts_at, length, plan, capacity or title of a slot that is
+        neither cancelled nor over, and return it."""
+
+    @abc.abstractmethod
+    async def cancel_slot(self, slot_id: str) -> Slot | None:
+        """Mark a slot cancelled and return it, or None for an unknown id."""
+
+    @abc.abstractmethod
+    async def current_slot(self, room_id: str, now: float) -> Slot | None:
+        """Return the room's slot, not cancelled, with starts_at <= now < ends_at.
+
+        The session clock reads the focus/break plan from it: `slot.plan.focus`,
+        `.break_`, `.long_break` (seconds) and `.rounds_before_long`.
+        """
+
+    @abc.abstractmethod
+    async def create_booking(self, slot_id: str, name: str) -> tuple[Booking, str]:
+        """Book a place and return the booking and its cancel secret, which is
+        stored only as a hash. Raise ScheduleError "slot_full" when no place is
+        left."""
+
+    @abc.abstractmethod
+    async def cancel_booking(self, booking_id: str, secret: str) -> Booking:
+        """Cancel a booking with its secret; cancelling twice keeps the first time."""
+
+    @abc.abstractmethod
+    async def remove_booking(self, booking_id: str, room_id: str) -> Booking:
+        """Cancel a booking of a slot in `room_id` without its secret, as the host
+        does. Raise ScheduleError "booking_not_found" for another room's."""
+
+    @abc.abstractmethod
+    async def list_bookings(self, slot_id: str) -> list[Booking]:
+        """Return a slot's bookings, cancelled ones too, oldest first."""
+
+    @abc.abstractmethod
+    async def mark_attended(
+        self,
+        booking_id: str,
+        secret: str,
+        room_id: str,
+        now: float,
+        early_seconds: float,
+    ) -> Booking | None:
+        """Record that the holder joined `room_id` at `now` (the first time
+        counts). Return None for an unknown id, a wrong secret, a cancelled
+        booking or slot, or a join outside the slot's admission window."""
 
 
 def validate_room_name(name: object) -> str:
@@ -227,6 +316,7 @@ def _invite_from_row(row: sqlite3.Row) -> Invite:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
+        slot_id=row["slot_id"],
     )
 
 
@@ -330,12 +420,21 @@ class SqliteStorage(Storage):
         return [_room_from_row(row) for row in rows]
 
     async def create_invite(
-        self, room_id: str, role: str, expires_at: float | None = None
+        self,
+        room_id: str,
+        role: str,
+        expires_at: float | None = None,
+        slot_id: str | None = None,
     ) -> Invite:
         role = validate_role(role)
         expires_at = _validate_expires_at(expires_at)
         invite = await self._run(
-            self._in_write_transaction, _insert_invite, room_id, role, expires_at
+            self._in_write_transaction,
+            _insert_invite,
+            room_id,
+            role,
+            expires_at,
+            slot_id,
         )
         logger.debug(
             "Created %s invite %s for room %s", invite.role, invite.id, invite.room_id
@@ -368,6 +467,117 @@ class SqliteStorage(Storage):
         if invite is not None:
             logger.debug("Revoked invite %s of room %s", invite.id, invite.room_id)
         return invite
+
+    async def create_slot(
+        self,
+        room_id: str,
+        starts_at: float,
+        length: int,
+        plan: Plan | dict[str, Any],
+        capacity: int | None = None,
+        title: str = "",
+    ) -> Slot:
+        slot = await self._run(
+            self._in_write_transaction,
+            schedule_store.insert_slot,
+            room_id,
+            starts_at,
+            length,
+            plan,
+            capacity,
+            title,
+        )
+        logger.info("Created slot %s in room %s", slot.id, room_id)
+        return slot
+
+    async def get_slot(self, slot_id: str) -> Slot | None:
+        return await self._run(self._read, schedule_store.select_slot, slot_id)
+
+    async def list_slots(
+        self,
+        room_id: str,
+        ending_after: float | None = None,
+        include_cancelled: bool = False,
+    ) -> list[Slot]:
+        return await self._run(
+            self._read,
+            schedule_store.select_slots,
+            room_id,
+            ending_after,
+            include_cancelled,
+        )
+
+    async def update_slot(self, slot_id: str, changes: dict[str, Any]) -> Slot:
+        slot = await self._run(
+            self._in_write_transaction, schedule_store.update_slot, slot_id, changes
+        )
+        logger.info("Edited slot %s (%s)", slot.id, ", ".join(sorted(changes)))
+        return slot
+
+    async def cancel_slot(self, slot_id: str) -> Slot | None:
+        slot = await self._run(
+            self._in_write_transaction, schedule_store.cancel_slot, slot_id
+        )
+        if slot is not None:
+            logger.info("Cancelled slot %s of room %s", slot.id, slot.room_id)
+        return slot
+
+    async def current_slot(self, room_id: str, now: float) -> Slot | None:
+        return await self._run(
+            self._read, schedule_store.select_current_slot, room_id, now
+        )
+
+    async def create_booking(self, slot_id: str, name: str) -> tuple[Booking, str]:
+        name = validate_booking_name(name)
+        booking, secret = await self._run(
+            self._in_write_transaction, schedule_store.insert_booking, slot_id, name
+        )
+        logger.info("Booked %s in slot %s", booking.id, slot_id)
+        return booking, secret
+
+    async def cancel_booking(self, booking_id: str, secret: str) -> Booking:
+        booking = await self._run(
+            self._in_write_transaction,
+            schedule_store.cancel_booking,
+            booking_id,
+            secret,
+        )
+        logger.info("Cancelled booking %s of slot %s", booking.id, booking.slot_id)
+        return booking
+
+    async def remove_booking(self, booking_id: str, room_id: str) -> Booking:
+        booking = await self._run(
+            self._in_write_transaction,
+            schedule_store.cancel_booking_of_room,
+            booking_id,
+            room_id,
+        )
+        logger.info("Host removed booking %s of slot %s", booking.id, booking.slot_id)
+        return booking
+
+    async def list_bookings(self, slot_id: str) -> list[Booking]:
+        return await self._run(self._read, schedule_store.select_bookings, slot_id)
+
+    async def mark_attended(
+        self,
+        booking_id: str,
+        secret: str,
+        room_id: str,
+        now: float,
+        early_seconds: float,
+    ) -> Booking | None:
+        return await self._run(
+            self._in_write_transaction,
+            schedule_store.mark_attended,
+            booking_id,
+            secret,
+            room_id,
+            now,
+            early_seconds,
+        )
+
+    def _read(self, function: Callable[..., _T], *args: object) -> _T:
+        return function(self._connection, *args)
 
 
 def _open_connection(path: Path) -> sqlite3.Connection:
@@ -482,11 +692,21 @@ def new_room_id() -> str:
 
 
 def _insert_invite(
-    connection: sqlite3.Connection, room_id: str, role: str, expires_at: float | None
+    connection: sqlite3.Connection,
+    room_id: str,
+    role: str,
+    expires_at: float | None,
+    slot_id: str | None,
 ) -> Invite:
     row = connection.execute("SELECT 1 FROM rooms WHERE id = ?", (room_id,)).fetchone()
     if row is None:
         raise ValueError(f"Room not found: {_shorten(str(room_id))}")
+    if slot_id is not None:
+        slot = connection.execute(
+            "SELECT room_id FROM slots WHERE id = ?", (slot_id,)
+        ).fetchone()
+        if slot is None or slot["room_id"] != room_id:
+            raise ValueError(f"Slot not found in this room: {_shorten(str(slot_id))}")
 
     for attempt in range(1, _MAX_INSERT_ATTEMPTS + 1):
         invite = Invite(
@@ -497,12 +717,12 @@ def _insert_invite(
             created_at=time.time(),
             expires_at=expires_at,
             revoked_at=None,
+            slot_id=slot_id,
         )
         try:
             connection.execute(
-                "INSERT INTO invites"
-                " (id, token, room_id, role, created_at, expires_at, revoked_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO invites (id, token, room_id, role, created_at,"
+                " expires_at, revoked_at, slot_id) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
                 (
                     invite.id,
                     invite.token,
@@ -510,6 +730,7 @@ def _insert_invite(
                     invite.role,
                     invite.created_at,
                     invite.expires_at,
+                    invite.slot_id,
                 ),
             )
         except sqlite3.IntegrityError as error:

@@ -29,6 +29,7 @@ from .config import Settings, settings_environment
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
+MAX_RELAYED_BODY = 64 * 1024
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0)
 FORWARDED_FOR = "X-Forwarded-For"
 # Close codes that RFC 6455 section 7.4.1 forbids in a close frame.
@@ -213,21 +214,34 @@ def unavailable() -> web.Response:
 
 
 async def relay_api(request: web.Request, pool: WorkerPool) -> web.Response:
-    """Pass a room's API request to the worker that hosts the room."""
+    """Pass a room's API request, with its method and body, to the worker that
+    hosts the room."""
     worker = pool.worker_for(request.match_info["room_id"])
     if worker.client is None:
         return unavailable()
     headers = {FORWARDED_FOR: request.remote or ""}
-    if "Authorization" in request.headers:
-        headers["Authorization"] = request.headers["Authorization"]
+    for name in ("Authorization", "Content-Type"):
+        if name in request.headers:
+            headers[name] = request.headers[name]
+    # The worker rejects bodies over its own limit; this bounds what is buffered.
+    data = await request.content.read(MAX_RELAYED_BODY + 1)
+    if len(data) > MAX_RELAYED_BODY:
+        raise web.HTTPRequestEntityTooLarge(MAX_RELAYED_BODY, len(data))
     try:
-        async with worker.client.get(
-            "http://worker" + request.rel_url.path, headers=headers
+        async with worker.client.request(
+            request.method,
+            "http://worker" + request.rel_url.path,
+            headers=headers,
+            data=data or None,
         ) as upstream:
             body = await upstream.read()
-            return web.Response(
+            response = web.Response(
                 body=body, status=upstream.status, content_type=upstream.content_type
             )
+            for name in ("Content-Disposition", "Retry-After"):
+                if name in upstream.headers:
+                    response.headers[name] = upstream.headers[name]
+            return response
     except aiohttp.ClientError as error:
         logger.warning("x %r unreachable for %s: %s", worker, request.remote, error)
         return unavailable()

@@ -23,6 +23,12 @@ import {e2e, installTestHooks, watchFirstFrame} from './e2e.js';
 import {ChatPanel} from './chat.js';
 import {HostControls} from './moderation.js';
 import {OwnPresence, clientKey} from './profile.js';
+import {
+    currentBookingRef,
+    initBooking,
+    isSlotWindowCode,
+    waitForSlotWindow,
+} from './booking.js';
 
 /**
  * @typedef {import('./protocol.js').DeviceState} DeviceState
@@ -42,7 +48,8 @@ const INVALID_INVITE_MESSAGE = 'This invite link is not valid or has expired.';
 
 /** Error codes after which the page shows only the message. */
 const PAGE_ENDING_CODES = new Set([
-    'invalid_invite', 'unsupported_version', 'removed',
+    'invalid_invite', 'unsupported_version', 'removed', 'slot_ended',
+    'slot_cancelled',
 ]);
 const MUTED_BY_HOST_MESSAGE = 'The host muted you. Unmute when you want to speak.';
 
@@ -187,6 +194,10 @@ async function main() {
         return;
     }
     showPrejoin();
+    initBooking({roomId: app.roomId, token: app.token, role: app.role,
+        nameInput: ui.name}).catch((error) => {
+        console.error('The session list failed to load:', error);
+    });
     await enqueueMediaTask(startMedia);
     watchDevices(() => {
         refreshDevices();
@@ -263,6 +274,16 @@ async function loadRoom() {
         return true;
     }
     const error = body?.error;
+    if (response.status === 403 && isSlotWindowCode(error?.code)) {
+        // An invite bound to a slot: wait for its window, then load again.
+        ui.loading.hidden = true;
+        setPhase('waiting');
+        if (await waitForSlotWindow(body)) {
+            ui.loading.hidden = false;
+            setPhase('loading');
+            return loadRoom();
+        }
+    }
     if (response.status === 403) {
         showFatalError(error?.code ?? 'invalid_invite',
             error?.message ?? INVALID_INVITE_MESSAGE);
@@ -804,6 +825,7 @@ function joinRoom(clickedAt) {
         room: app.roomId,
         token: app.token,
         name: app.name,
+        booking: currentBookingRef(app.roomId),
         getLocalTracks: () => ({audio: app.audioTrack, video: app.videoTrack}),
         clientKey: clientKey(),
     });

@@ -6,7 +6,7 @@
  */
 
 /**
- * @typedef {'loading'|'prejoin'|'joining'|'joined'|'left'|'error'} Phase
+ * @typedef {'loading'|'waiting'|'prejoin'|'joining'|'joined'|'left'|'error'} Phase
  * @typedef {{phase: Phase, error: string|null, errorMessage: string|null,
  *     participantId: string|null, joinClickedAt: number|null,
  *     firstRemoteFrame: Object<string, number>}} E2EState

@@ -32,6 +32,9 @@ export const FATAL_ERROR_CODES = new Set([
     'bad_answer',
     'room_locked',
     'removed',
+    'slot_not_open',
+    'slot_ended',
+    'slot_cancelled',
 ]);
 
 /**
@@ -115,6 +118,7 @@ class Session {
 export class RoomConnection {
     /**
      * @param {{room: string, token: string, name: string,
+     *     booking?: {id: string, secret: string}|null,
      *     getLocalTracks: () => LocalTracks, url?: string,
      *     clientKey?: string}} options
      *     `getLocalTracks` is called at the start of every session.
@@ -126,6 +130,8 @@ export class RoomConnection {
         this.room = options.room;
         this.token = options.token;
         this.name = options.name;
+        /** The booking to mark attended, sent in `join`. */
+        this.booking = options.booking ?? null;
         this.getLocalTracks = options.getLocalTracks;
         this.url = options.url ?? defaultSocketUrl();
 
@@ -361,6 +367,7 @@ export class RoomConnection {
                 token: this.token,
                 room: this.room,
                 name: this.name,
+                booking: this.booking,
             };
             if (this.clientKey) {
                 join.client = this.clientKey;

@@ -416,3 +416,143 @@ async def test_startup_links_at_most_ten(tmp_path: Path) -> None:
     assert blocks[9].startswith("Room 9\n")
     assert blocks[10] == "... and 3 more, see `coworking room list`"
     assert len(LINK.findall(text)) == 20
+
+
+# slot commands
+
+
+def create_room_id(tmp_path: Path, limit: int = 25) -> str:
+    created = run_coworking(
+        tmp_path, "room", "create", "Room", "--limit", str(limit), "--db", "db.sqlite3"
+    )
+    assert created.returncode == 0, created.stderr
+    match = re.search(r"id ([A-Za-z0-9_-]{16})", created.stdout)
+    assert match is not None
+    return match.group(1)
+
+
+def test_slot_create_list_edit_cancel(tmp_path: Path) -> None:
+    room_id = create_room_id(tmp_path)
+    created = run_coworking(
+        tmp_path,
+        "slot",
+        "create",
+        room_id,
+        "--start",
+        "+2h",
+        "--length",
+        "90m",
+        "--plan",
+        "25/5/15x4",
+        "--capacity",
+        "6",
+        "--title",
+        "Deep work",
+        "--db",
+        "db.sqlite3",
+    )
+    assert created.returncode == 0, created.stderr
+    slot_id = re.search(r"Created slot (s[0-9a-f]{12})", created.stdout)
+    assert slot_id is not None
+    assert "90 min, plan 25/5, 15 after 4, 0 of 6 booked, 'Deep work'" in created.stdout
+
+    listed = run_coworking(tmp_path, "slot", "list", room_id, "--db", "db.sqlite3")
+    assert listed.returncode == 0, listed.stderr
+    assert slot_id.group(1) in listed.stdout
+
+    edited = run_coworking(
+        tmp_path,
+        "slot",
+        "edit",
+        slot_id.group(1),
+        "--plan",
+        "50/10",
+        "--capacity",
+        "3",
+        "--db",
+        "db.sqlite3",
+    )
+    assert edited.returncode == 0, edited.stderr
+    assert "plan 50/10, 0 of 3 booked" in edited.stdout
+
+    bound = run_coworking(
+        tmp_path,
+        "invite",
+        "create",
+        room_id,
+        "--slot",
+        slot_id.group(1),
+        "--db",
+        "db.sqlite3",
+    )
+    assert bound.returncode == 0, bound.stderr
+    assert f"for slot {slot_id.group(1)} only" in bound.stdout
+
+    cancelled = run_coworking(
+        tmp_path, "slot", "cancel", slot_id.group(1), "--db", "db.sqlite3"
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "cancelled" in cancelled.stdout
+    upcoming = run_coworking(tmp_path, "slot", "list", room_id, "--db", "db.sqlite3")
+    assert slot_id.group(1) not in upcoming.stdout
+    every = run_coworking(
+        tmp_path, "slot", "list", room_id, "--all", "--db", "db.sqlite3"
+    )
+    assert slot_id.group(1) in every.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--start", "2020-01-01T09:00", "--length", "1h"], "in the past"),
+        (["--start", "+1h", "--length", "1h", "--plan", "90/10"], "longer than"),
+        (["--start", "+1h", "--length", "1h", "--capacity", "99"], "Capacity"),
+        (["--start", "+1h"], "needs --length"),
+    ],
+)
+def test_slot_create_invalid(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    room_id = create_room_id(tmp_path, limit=10)
+    result = run_coworking(
+        tmp_path, "slot", "create", room_id, *arguments, "--db", "db.sqlite3"
+    )
+    assert_one_line_error(result)
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("plan", ["50", "50/", "a/b", "50/10/15", "50/10x4"])
+def test_slot_create_invalid_plan(tmp_path: Path, plan: str) -> None:
+    room_id = create_room_id(tmp_path)
+    result = run_coworking(
+        tmp_path,
+        "slot",
+        "create",
+        room_id,
+        "--start",
+        "+1h",
+        "--length",
+        "1h",
+        "--plan",
+        plan,
+        "--db",
+        "db.sqlite3",
+    )
+    assert result.returncode == 2
+    assert "invalid plan" in result.stderr
+
+
+def test_invite_for_unknown_slot(tmp_path: Path) -> None:
+    room_id = create_room_id(tmp_path)
+    result = run_coworking(
+        tmp_path,
+        "invite",
+        "create",
+        room_id,
+        "--slot",
+        "s000000000000",
+        "--db",
+        "db.sqlite3",
+    )
+    assert_one_line_error(result)
+    assert "Slot not found" in result.stderr

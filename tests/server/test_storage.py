@@ -87,7 +87,7 @@ async def test_open_rejects_newer_schema(tmp_path: Path) -> None:
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     connection.close()
 
-    with pytest.raises(StorageError, match="schema version 2"):
+    with pytest.raises(StorageError, match=f"schema version {SCHEMA_VERSION + 1}"):
         await SqliteStorage.open(path)
 
 
