@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+from .session import Plan, PlanError
 from .storage import MAX_ROOM_LIMIT, MIN_ROOM_LIMIT
 
 MAX_WORKERS = 64
@@ -82,6 +83,8 @@ class Settings:
     # Addresses of reverse proxies whose X-Forwarded-For header names the
     # client, such as 127.0.0.1 for a proxy on the same machine.
     trusted_proxies: tuple[str, ...] = ()
+    # Default focus/break plan of a room's session clock.
+    session_plan: Plan = Plan()
 
     @property
     def worker_count(self) -> int:
@@ -121,6 +124,7 @@ ENVIRONMENT_VARIABLES = {
     "workers": "COWORKING_WORKERS",
     "admission_failures": "COWORKING_ADMISSION_FAILURES",
     "trusted_proxies": "COWORKING_TRUSTED_PROXIES",
+    "session_plan": "COWORKING_SESSION_PLAN",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -392,6 +396,17 @@ def _parse_log_level(value: object, source: str) -> str:
     return level
 
 
+def _parse_session_plan(value: object, source: str) -> Plan:
+    if isinstance(value, Plan):
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{source} must be a plan such as 50/10/4/30, got {value!r}")
+    try:
+        return Plan.parse(value)
+    except PlanError as error:
+        raise ConfigError(f"{source}: {error}") from error
+
+
 _PARSERS: dict[str, Callable[[object, str], object]] = {
     "host": _parse_host,
     "port": _parse_port,
@@ -405,4 +420,5 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "workers": _parse_workers,
     "admission_failures": _parse_admission_failures,
     "trusted_proxies": _parse_ip_addresses,
+    "session_plan": _parse_session_plan,
 }

@@ -75,7 +75,7 @@ def clean_name(value: object) -> str:
     return name
 
 
-DATA_MESSAGE_TYPES = ("state", "view")
+DATA_MESSAGE_TYPES = ("state", "view", "host", "coffee")
 
 
 def parse_data_message(text: str | None) -> dict[str, Any]:

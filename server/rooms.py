@@ -21,6 +21,8 @@ from sfu.peer import Peer
 from sfu.router import Router
 
 from . import protocol
+from .coworking import CoworkingSession
+from .session import Plan
 from .storage import Room as RoomInfo
 
 logger = logging.getLogger(__name__)
@@ -108,12 +110,15 @@ class Room:
         info: RoomInfo,
         rtc_configuration: RTCConfiguration,
         on_empty: Callable[[Room], None],
+        plan: Plan | None = None,
     ) -> None:
         self.info = info
         self.participants: dict[str, Participant] = {}
         self.router = Router(info.id, self._send_track_map, self._request_slots)
         self._rtc_configuration = rtc_configuration
         self._on_empty = on_empty
+        self.session = CoworkingSession(self, plan or Plan())
+        self._data_handlers = self.session.handlers
 
     @property
     def id(self) -> str:
@@ -122,6 +127,10 @@ class Room:
     @property
     def max_slots(self) -> int:
         return self.info.limit - 1
+
+    def group_of(self, participant_id: str) -> str | None:
+        """Return the participant's coffee group, or None for the main room."""
+        return self.session.group_of(participant_id)
 
     def initial_slots(self) -> int:
         """Return how many receive slots a newcomer's first offer should have."""
@@ -154,6 +163,7 @@ class Room:
             len(self.participants),
         )
         self.router.remove(participant_id)
+        self.session.on_leave(participant_id)
         for timer in (participant.pending_relay, participant.connect_deadline):
             if timer is not None:
                 timer.cancel()
@@ -161,6 +171,7 @@ class Room:
         if participant.peer is not None:
             await participant.peer.close()
         if not self.participants:
+            self.session.close()
             self._on_empty(self)
 
     async def negotiate(self, participant: Participant, offer_sdp: str) -> str:
@@ -235,6 +246,9 @@ class Room:
     def _on_channel_open(self, peer: Peer) -> None:
         others = [p.describe() for p in self.participants.values() if p.id != peer.id]
         peer.send(json.dumps({"type": "roster", "participants": others}))
+        participant = self.participants.get(peer.id)
+        if participant is not None:
+            self.session.on_channel_open(participant)
 
     def _on_data_message(self, peer: Peer, text: str | None) -> None:
         participant = self.participants.get(peer.id)
@@ -244,6 +258,10 @@ class Room:
             message = protocol.parse_data_message(text)
             if message["type"] == "view":
                 self.router.show_video(peer, protocol.parse_view(message))
+                return
+            handler = self._data_handlers.get(message["type"])
+            if handler is not None:
+                handler(participant, message, len(text or ""))
                 return
             version, state = protocol.parse_state(message)
         except protocol.ProtocolError as exc:
@@ -297,6 +315,10 @@ class Room:
             participant.id,
         )
 
+    def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
+        """Send a data-channel message to everyone, or everyone but ``exclude``."""
+        self._broadcast(message, exclude)
+
     def _broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
         text = json.dumps(message)
         for participant in self.participants.values():
@@ -311,14 +333,17 @@ class Room:
 class RoomRegistry:
     """The rooms open in this process, opened on first join, closed when empty."""
 
-    def __init__(self, rtc_configuration: RTCConfiguration) -> None:
+    def __init__(
+        self, rtc_configuration: RTCConfiguration, plan: Plan | None = None
+    ) -> None:
         self.rooms: dict[str, Room] = {}
         self._rtc_configuration = rtc_configuration
+        self.plan = plan or Plan()
 
     def open(self, info: RoomInfo) -> Room:
         room = self.rooms.get(info.id)
         if room is None:
-            room = Room(info, self._rtc_configuration, self._close_empty)
+            room = Room(info, self._rtc_configuration, self._close_empty, self.plan)
             self.rooms[info.id] = room
             logger.info("room %s opened", info.id)
         return room
