@@ -19,6 +19,7 @@ import {
     watchDevices,
 } from './media.js';
 import {TileGrid} from './tiles.js';
+import {Coworking} from './coworking.js';
 import {e2e, installTestHooks, watchFirstFrame} from './e2e.js';
 
 /**
@@ -76,6 +77,7 @@ const ui = {
     /** @type {HTMLButtonElement} */ join: byId('join'),
     /** @type {HTMLElement} */ room: byId('room'),
     /** @type {HTMLElement} */ tiles: byId('tiles'),
+    /** @type {HTMLElement} */ sessionBar: byId('session-bar'),
     /** @type {HTMLElement} */ roomControls: byId('room-controls'),
     /** @type {HTMLButtonElement} */ soundNotice: byId('sound-notice'),
     /** @type {HTMLButtonElement} */ leave: byId('leave'),
@@ -136,6 +138,12 @@ const app = {
 
 const grid = new TileGrid(ui.tiles);
 
+const coworking = new Coworking(ui.sessionBar, {
+    grid,
+    muteForFocus: () => enqueueMediaTask(releaseMicrophone),
+    videoTrack: () => app.videoTrack,
+});
+
 /** Device operations run one after another, in click order. */
 let mediaQueue = Promise.resolve();
 
@@ -161,6 +169,8 @@ async function main() {
             ? app.connection.collectStats()
             : Promise.resolve({participants: {}, pair: null}),
         videoOf: (participantId) => grid.videoOf(participantId),
+        sendEncoding: () => app.connection?.sender('video')
+            ?.getParameters().encodings?.[0] ?? null,
     });
     bindEvents();
 
@@ -552,6 +562,7 @@ async function startCamera() {
         app.videoError = /** @type {Error} */ (error);
     }
     await app.connection?.replaceTrack('video', app.videoTrack);
+    await coworking.refreshSendProfile();
     renderLocalMedia();
     await refreshDevices();
 }
@@ -605,8 +616,29 @@ async function toggleMicrophone() {
         return;
     }
     const muted = app.mic === 'on';
+    if (muted && coworking.inFocus()) {
+        await releaseMicrophone();
+        return;
+    }
     app.audioTrack.enabled = !muted;
     app.mic = muted ? 'off' : 'on';
+    renderLocalMedia();
+}
+
+/**
+ * Mutes the microphone and stops its track, so that a Bluetooth headset can
+ * leave its low-quality call mode. The sender stays; unmuting opens the
+ * microphone again.
+ */
+async function releaseMicrophone() {
+    if (app.mic === 'none') {
+        return;
+    }
+    const track = app.audioTrack;
+    app.audioTrack = null;
+    app.mic = 'off';
+    await app.connection?.replaceTrack('audio', null);
+    track?.stop();
     renderLocalMedia();
 }
 
@@ -626,6 +658,10 @@ async function onCameraChosen() {
 }
 
 async function onMicrophoneChosen() {
+    // A released microphone stays closed; the choice applies on unmute.
+    if (app.mic === 'off' && !app.audioTrack) {
+        return;
+    }
     if (deviceIdOf(app.audioTrack) !== app.micId) {
         await startMicrophone(app.mic === 'off');
     }
@@ -791,6 +827,7 @@ function joinRoom(clickedAt) {
     connection.onstatus = (status) => current() && onConnectionStatus(status);
 
     app.connection = connection;
+    coworking.attach(connection, app.role);
     app.publishedState = null;
     publishState();
     connection.setVideoShown(document.visibilityState === 'visible');
@@ -825,6 +862,7 @@ function onWelcome(welcome) {
 function onParticipant(participant) {
     grid.upsert({id: participant.id, name: participant.name, state: participant.state});
     grid.setStream(participant.id, app.streams.get(participant.id) ?? null);
+    coworking.refreshTiles();
     renderRoomHeader();
 }
 
@@ -891,6 +929,7 @@ function onConnectionError(code, message) {
 
 /** Removes all tiles and remote streams, and the status line. */
 function resetRoomView() {
+    coworking.detach();
     grid.clear();
     app.localTileId = null;
     app.streams.clear();

@@ -140,6 +140,13 @@ export class RoomConnection {
         this.onerror = () => {};
         /** @type {(status: ConnectionStatus) => void} */
         this.onstatus = () => {};
+        /**
+         * Called with data-channel messages of the types this class does not
+         * handle itself, such as `clock` and `coffee`. Returns whether a
+         * handler took the message.
+         * @type {(message: any) => boolean}
+         */
+        this.ondata = () => false;
 
         /** @type {Session|null} */
         this.session = null;
@@ -299,6 +306,29 @@ export class RoomConnection {
         if (this.session && !this.session.closed) {
             this.#sendData(this.session, {type: 'view', video: shown});
         }
+    }
+
+    /**
+     * Sends a data-channel message in the current session, now or when the
+     * channel opens. A later session does not get it again.
+     * @param {object} message
+     */
+    sendData(message) {
+        if (this.session && !this.session.closed && !this.stopped) {
+            this.#sendData(this.session, message);
+        }
+    }
+
+    /**
+     * @param {'audio'|'video'} kind
+     * @returns {RTCRtpSender|null} the own sender of the current session
+     */
+    sender(kind) {
+        const session = this.session;
+        if (!session || session.closed) {
+            return null;
+        }
+        return (kind === 'audio' ? session.audioSender : session.videoSender) ?? null;
     }
 
     #nextStateMessage() {
@@ -734,7 +764,10 @@ export class RoomConnection {
             this.onerror(String(message.code ?? 'unknown'), String(message.message ?? ''));
             break;
         default:
-            console.warn(`Ignored a data-channel message of unknown type "${message.type}".`);
+            if (!this.ondata(message)) {
+                console.warn(
+                    `Ignored a data-channel message of unknown type "${message.type}".`);
+            }
         }
     }
 
