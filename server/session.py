@@ -86,8 +86,8 @@ class Plan:
     def __str__(self) -> str:
         # Plan.parse reads this back, which passes the plan to worker processes.
         return (
-            f"{self.focus:g}s/{self.short_break:g}s/{self.rounds}/"
-            f"{self.long_break:g}s"
+            f"{self.focus:.12g}s/{self.short_break:.12g}s/{self.rounds}/"
+            f"{self.long_break:.12g}s"
         )
 
     def describe(self) -> dict[str, Any]:

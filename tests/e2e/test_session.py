@@ -134,8 +134,10 @@ async def test_clock_same_for_everyone(
     assert FOCUS_SECONDS * 1000 - 1500 < start["remaining"] <= FOCUS_SECONDS * 1000
 
     late = await open_page("green", invite_link(session_server, room, "Late"))
-    await join(late)
+    late_id = await join(late)
     await wait_clock_phase(late, "focus")
+    # Joining during focus mutes the newcomer too.
+    await wait_tile_state(host, late_id, mic="off", camera="on")
     await assert_same_clock([host, guest, late])
 
     # The focus phase ends by itself after FOCUS_SECONDS.
@@ -279,7 +281,7 @@ async def test_coffee_pairs_at_break(
         partner = partners[colour]
         await poll(
             lambda p=page: stats(p),
-            lambda s: set(s["participants"]) == {ids[partner]},
+            lambda s, pid=ids[partner]: set(s["participants"]) == {pid},
             5,
             f"{colour} receiving only {partner}",
         )
