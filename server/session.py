@@ -32,7 +32,7 @@ MAX_ROUNDS = 100
 
 
 class PlanError(ValueError):
-    """A plan text that cannot be read; the message says what is accepted."""
+    """A plan text that cannot be read; the message names what is accepted."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,8 +272,8 @@ class Clock:
             self._timer.cancel()
             self._timer = None
 
-    def _changed(self, what: str) -> None:
-        logger.info("room %s clock: %s", self.room_id, what)
+    def _changed(self, change: str) -> None:
+        logger.info("room %s clock: %s", self.room_id, change)
         message = self.message()
         try:
             self._on_change(message)

@@ -47,20 +47,17 @@ export class Coworking {
     attach(connection, role) {
         this.connection = connection;
         this.clock.setHost(role === 'host');
-        connection.ondata = (message) => {
-            if (connection !== this.connection) {
-                return true;
+        connection.handleData('clock', (message) => {
+            if (connection === this.connection) {
+                this.clock.update(message);
             }
-            if (message.type === 'clock') {
-                return this.clock.update(message);
-            }
-            if (message.type === 'coffee') {
-                const valid = this.coffee.update(message);
+        });
+        connection.handleData('coffee', (message) => {
+            if (connection === this.connection) {
+                this.coffee.update(message);
                 this.refreshTiles();
-                return valid;
             }
-            return false;
-        };
+        });
     }
 
     /** Stops the display, as on leaving the room. */

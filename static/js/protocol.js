@@ -141,12 +141,11 @@ export class RoomConnection {
         /** @type {(status: ConnectionStatus) => void} */
         this.onstatus = () => {};
         /**
-         * Called with data-channel messages of the types this class does not
-         * handle itself, such as `clock` and `coffee`. Returns whether a
-         * handler took the message.
-         * @type {(message: any) => boolean}
+         * Handlers of data-channel message types this class does not handle
+         * itself, such as `clock` and `coffee`, by type. See `handleData`.
+         * @type {Map<string, (message: any) => void>}
          */
-        this.ondata = () => false;
+        this.dataHandlers = new Map();
 
         /** @type {Session|null} */
         this.session = null;
@@ -306,6 +305,15 @@ export class RoomConnection {
         if (this.session && !this.session.closed) {
             this.#sendData(this.session, {type: 'view', video: shown});
         }
+    }
+
+    /**
+     * Routes data-channel messages of `type` to `handler`, in every session.
+     * @param {string} type
+     * @param {(message: any) => void} handler
+     */
+    handleData(type, handler) {
+        this.dataHandlers.set(type, handler);
     }
 
     /**
@@ -764,10 +772,17 @@ export class RoomConnection {
             this.onerror(String(message.code ?? 'unknown'), String(message.message ?? ''));
             break;
         default:
-            if (!this.ondata(message)) {
-                console.warn(
-                    `Ignored a data-channel message of unknown type "${message.type}".`);
-            }
+            this.#onOtherData(message);
+        }
+    }
+
+    /** @param {any} message */
+    #onOtherData(message) {
+        const handler = this.dataHandlers.get(String(message.type));
+        if (handler) {
+            handler(message);
+        } else {
+            console.warn(`Ignored a data-channel message of unknown type "${message.type}".`);
         }
     }
 
