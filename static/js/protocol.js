@@ -143,7 +143,7 @@ export class RoomConnection {
         /**
          * Handlers of data-channel message types this class does not handle
          * itself, such as `clock` and `coffee`, by type. See `handleData`.
-         * @type {Map<string, (message: any) => void>}
+         * @type {Map<string, Array<(message: any) => void>>}
          */
         this.dataHandlers = new Map();
 
@@ -308,12 +308,15 @@ export class RoomConnection {
     }
 
     /**
-     * Routes data-channel messages of `type` to `handler`, in every session.
+     * Adds `handler` for data-channel messages of `type`, in every session.
+     * Several handlers of one type run in the order they were added.
      * @param {string} type
      * @param {(message: any) => void} handler
      */
     handleData(type, handler) {
-        this.dataHandlers.set(type, handler);
+        const handlers = this.dataHandlers.get(type) ?? [];
+        handlers.push(handler);
+        this.dataHandlers.set(type, handlers);
     }
 
     /**
@@ -778,10 +781,11 @@ export class RoomConnection {
 
     /** @param {any} message */
     #onOtherData(message) {
-        const handler = this.dataHandlers.get(String(message.type));
-        if (handler) {
+        const handlers = this.dataHandlers.get(String(message.type)) ?? [];
+        for (const handler of handlers) {
             handler(message);
-        } else {
+        }
+        if (handlers.length === 0) {
             console.warn(`Ignored a data-channel message of unknown type "${message.type}".`);
         }
     }
