@@ -82,7 +82,7 @@ class Group:
 
 
 class CoffeeBreaks:
-    """Who opted in, and the groups of the current break."""
+    """Opt-ins of a room and the coffee groups of the current break."""
 
     def __init__(self, room_id: str = "", size: int = DEFAULT_GROUP_SIZE) -> None:
         self.room_id = room_id

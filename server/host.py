@@ -41,7 +41,7 @@ HOST_ACTIONS: dict[str, HostAction] = {
     "end": _clock_action("end"),
 }
 
-# What each action does, for the message that refuses a guest.
+# Description of each action, for the message that rejects a guest.
 ACTION_DESCRIPTIONS = {
     "start": "start the session",
     "pause": "pause the session",
@@ -63,7 +63,7 @@ def handle_host(room: Room, participant: Participant, message: dict[str, Any]) -
             f"Unknown host action {action[:MAX_ACTION_LENGTH]!r}; known: {known}."
         )
     if participant.role != "host":
-        what = ACTION_DESCRIPTIONS.get(action, f"use the action {action!r}")
+        description = ACTION_DESCRIPTIONS.get(action, f"use the action {action!r}")
         logger.warning(
             "x guest %s in room %s tried host action %s",
             participant.id,
@@ -71,7 +71,8 @@ def handle_host(room: Room, participant: Participant, message: dict[str, Any]) -
             action,
         )
         raise ProtocolError(
-            "forbidden", f"Only a host can {what}; you joined with a guest invite."
+            "forbidden",
+            f"Only a host can {description}; you joined with a guest invite.",
         )
     logger.info("host %s in room %s: %s", participant.id, room.id, action)
     try:
