@@ -36,6 +36,12 @@ FOCUS_SECONDS = 6
 MUTE_SETTLE = 1.0
 SILENCE_WINDOW = 2.0
 MAX_CLOCK_DIFFERENCE_MS = 1000
+# A page whose own clock is this far ahead must still show the server's time.
+SKEW_MS = 3_600_000
+SKEW_SCRIPT = f"""(() => {{
+    const realNow = Date.now;
+    Date.now = () => realNow.call(Date) + {SKEW_MS};
+}})();"""
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +140,11 @@ async def test_clock_same_for_everyone(
     assert FOCUS_SECONDS * 1000 - 1500 < start["remaining"] <= FOCUS_SECONDS * 1000
 
     late = await open_page("green", invite_link(session_server, room, "Late"))
+    # The late page's clock runs an hour ahead; it must count from the server's.
+    await late.add_init_script(SKEW_SCRIPT)
+    await late.reload()
+    skew = await late.evaluate("() => Date.now() - new Date().getTime()")
+    assert skew == SKEW_MS
     late_id = await join(late)
     await wait_clock_phase(late, "focus")
     # Joining during focus mutes the newcomer too.
