@@ -98,8 +98,7 @@ export class CoffeePanel {
             this.hooks.send(true);
         }
         if (this.group && this.group.id !== previous?.id) {
-            this.hooks.notify(`Virtual coffee with ${this.#partnerNames()}. `
-                + `To start: ${this.group.prompt}`);
+            this.hooks.notify(`Break: you are in a virtual coffee with ${this.#partnerNames()}.`);
         } else if (!this.group && previous) {
             this.hooks.notify('Back in the main room.');
         }
