@@ -86,16 +86,6 @@ async def wait_clock_phase(page: Page, phase: str, timeout: float = 10.0) -> Non
     )
 
 
-async def remaining_now(page: Page) -> float:
-    """Return the remaining time the page computes at this moment."""
-    return await page.evaluate(
-        """() => {
-            const time = document.getElementById('clock-time');
-            return Number(time.dataset.remainingMs);
-        }"""
-    )
-
-
 def seconds_of(text: str) -> int:
     minutes, seconds = text.split(":")
     return int(minutes) * 60 + int(seconds)
