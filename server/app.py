@@ -350,7 +350,9 @@ def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> N
     if settings.ice_host_addresses:
         sfu.ice.set_host_addresses(settings.ice_host_addresses)
     app[STORAGE] = storage
-    app[REGISTRY] = RoomRegistry(sfu.ice.rtc_configuration(settings.ice_servers))
+    app[REGISTRY] = RoomRegistry(
+        sfu.ice.rtc_configuration(settings.ice_servers), settings.session_plan
+    )
     app[LIMITER] = FailureLimiter(settings.admission_failures)
     app[SCHEDULE] = ScheduleContext(storage, settings, app[LIMITER])
     app.on_shutdown.append(close_rooms)

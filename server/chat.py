@@ -57,8 +57,10 @@ class ChatLog:
             maxlen=HISTORY_LENGTH
         )
 
-    def add(self, sender_id: str, sender_name: str, text: str) -> dict[str, Any]:
-        """Store a message and return it as the server sends it."""
+    def add(
+        self, sender_id: str, sender_name: str, text: str, keep: bool = True
+    ) -> dict[str, Any]:
+        """Return a message as the server sends it, stored when ``keep``."""
         entry = {
             "type": "chat",
             "id": "m" + secrets.token_hex(8),
@@ -68,7 +70,8 @@ class ChatLog:
             # Server time in milliseconds since the Unix epoch.
             "at": int(time.time() * 1000),
         }
-        self.messages.append(entry)
+        if keep:
+            self.messages.append(entry)
         return entry
 
     def history(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+from .session import Plan, PlanError
 from .storage import MAX_ROOM_LIMIT, MIN_ROOM_LIMIT
 
 MAX_WORKERS = 64
@@ -88,6 +89,8 @@ class Settings:
     @property
     def slot_early_seconds(self) -> float:
         return self.slot_early_minutes * 60.0
+    # Default focus/break plan of a room's session clock.
+    session_plan: Plan = Plan()
 
     @property
     def worker_count(self) -> int:
@@ -128,6 +131,7 @@ ENVIRONMENT_VARIABLES = {
     "admission_failures": "COWORKING_ADMISSION_FAILURES",
     "trusted_proxies": "COWORKING_TRUSTED_PROXIES",
     "slot_early_minutes": "COWORKING_SLOT_EARLY_MINUTES",
+    "session_plan": "COWORKING_SESSION_PLAN",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -403,6 +407,17 @@ def _parse_log_level(value: object, source: str) -> str:
     return level
 
 
+def _parse_session_plan(value: object, source: str) -> Plan:
+    if isinstance(value, Plan):
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{source} must be a plan such as 50/10/4/30, got {value!r}")
+    try:
+        return Plan.parse(value)
+    except PlanError as error:
+        raise ConfigError(f"{source}: {error}") from error
+
+
 _PARSERS: dict[str, Callable[[object, str], object]] = {
     "host": _parse_host,
     "port": _parse_port,
@@ -417,4 +432,5 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "admission_failures": _parse_admission_failures,
     "trusted_proxies": _parse_ip_addresses,
     "slot_early_minutes": _parse_slot_early_minutes,
+    "session_plan": _parse_session_plan,
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import protocol
@@ -30,8 +30,10 @@ ROOM_LOCKED_MESSAGE = (
     "Ask the host to unlock it, then try again."
 )
 
-HostAction = Callable[["Room", "Participant", dict[str, Any]], Awaitable[None] | None]
+HostAction = Callable[["Room", "Participant", dict[str, Any]], None]
 HOST_ACTIONS: dict[str, HostAction] = {}
+# Action name -> what it does, for the message that refuses a guest.
+ACTION_DESCRIPTIONS: dict[str, str] = {}
 
 # Removals still closing a peer connection, referenced until they finish.
 _removals: set[asyncio.Task[None]] = set()
@@ -88,33 +90,33 @@ class RoomModeration:
         self.barred_names.clear()
 
 
-def host_action(name: str) -> Callable[[HostAction], HostAction]:
+def host_action(name: str, description: str) -> Callable[[HostAction], HostAction]:
     """Register a function as the handler of host action ``name``."""
 
     def register(handler: HostAction) -> HostAction:
         HOST_ACTIONS[name] = handler
+        ACTION_DESCRIPTIONS[name] = description
         return handler
 
     return register
 
 
-async def handle_host_message(
-    room: Room, sender: Participant, message: dict[str, Any]
-) -> None:
+def handle_host_message(room: Room, sender: Participant, message: dict[str, Any]) -> None:
     """Check a host message and run its action, or raise ProtocolError."""
     action = message.get("action")
     if not isinstance(action, str) or action not in HOST_ACTIONS:
         names = ", ".join(f'"{name}"' for name in sorted(HOST_ACTIONS))
-        raise protocol.bad_message(f'Field "action" must be one of {names}.')
+        unknown = f"Unknown host action {action[:32]!r}: " if isinstance(action, str) else ""
+        raise protocol.bad_message(f'{unknown}Field "action" must be one of {names}.')
     if sender.role != ROLE_HOST:
-        # The room logs this rejection, counted with the sender's bad messages.
+        # The room logs this refusal, counted with the sender's bad messages.
         raise protocol.ProtocolError(
-            "not_host", f'Only a host can use the "{action}" action.'
+            "forbidden",
+            f"Only a host can {ACTION_DESCRIPTIONS[action]}; "
+            "you joined with a guest invite.",
         )
     logger.info("host %s in room %s: %s", sender.id, room.id, action)
-    result = HOST_ACTIONS[action](room, sender, message)
-    if result is not None:
-        await result
+    HOST_ACTIONS[action](room, sender, message)
 
 
 def target_of(room: Room, message: dict[str, Any]) -> Participant:
@@ -130,7 +132,7 @@ def target_of(room: Room, message: dict[str, Any]) -> Participant:
     return target
 
 
-@host_action("mute")
+@host_action("mute", "mute someone")
 def mute(room: Room, host: Participant, message: dict[str, Any]) -> None:
     """Mark the target's microphone off and notify the room.
 
@@ -160,7 +162,7 @@ def set_audio_paused(participant: Participant, paused: bool) -> None:
         forwarder.paused = paused
 
 
-@host_action("remove")
+@host_action("remove", "remove someone")
 def remove(room: Room, host: Participant, message: dict[str, Any]) -> None:
     """Close the target's connection and bar them from the room."""
     target = target_of(room, message)
@@ -178,12 +180,12 @@ def remove(room: Room, host: Participant, message: dict[str, Any]) -> None:
     task.add_done_callback(_removals.discard)
 
 
-@host_action("lock")
+@host_action("lock", "lock the room")
 def lock(room: Room, host: Participant, message: dict[str, Any]) -> None:
     set_locked(room, host, True)
 
 
-@host_action("unlock")
+@host_action("unlock", "unlock the room")
 def unlock(room: Room, host: Participant, message: dict[str, Any]) -> None:
     set_locked(room, host, False)
 

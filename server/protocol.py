@@ -90,14 +90,22 @@ def clean_name(value: object) -> str:
     return name
 
 
-DATA_MESSAGE_TYPES = ("state", "view", "chat", "host")
+DATA_MESSAGE_TYPES = ("state", "view", "chat", "host", "coffee")
+# Characters a message of these types may have: each is a few short fields.
+MAX_CONTROL_MESSAGE = 1024
+CONTROL_MESSAGE_TYPES = ("host", "coffee")
 
 
 def parse_data_message(text: str | None) -> dict[str, Any]:
-    """Decode a data-channel message and check that its type is known."""
+    """Decode a data-channel message and check its type and size."""
     message = parse_message(text)
-    if message["type"] not in DATA_MESSAGE_TYPES:
-        raise bad_message(f"Unknown message type {message['type'][:32]!r}.")
+    kind = message["type"]
+    if kind not in DATA_MESSAGE_TYPES:
+        raise bad_message(f"Unknown message type {kind[:32]!r}.")
+    if kind in CONTROL_MESSAGE_TYPES and len(text or "") > MAX_CONTROL_MESSAGE:
+        raise bad_message(
+            f"A {kind} message can have at most {MAX_CONTROL_MESSAGE} characters."
+        )
     return message
 
 

@@ -21,6 +21,9 @@ from sfu.peer import Peer
 from sfu.router import Router
 
 from . import chat, moderation, protocol
+from . import protocol
+from .coworking import CoworkingSession
+from .session import Plan
 from .storage import Room as RoomInfo
 
 logger = logging.getLogger(__name__)
@@ -113,6 +116,7 @@ class Room:
         info: RoomInfo,
         rtc_configuration: RTCConfiguration,
         on_empty: Callable[[Room], None],
+        plan: Plan | None = None,
     ) -> None:
         self.info = info
         self.participants: dict[str, Participant] = {}
@@ -121,13 +125,14 @@ class Room:
         self._on_empty = on_empty
         self.chat = chat.ChatLog()
         self.moderation = moderation.RoomModeration()
-        self._host_tasks: set[asyncio.Task[None]] = set()
         self._data_handlers: dict[str, Callable[[Participant, dict[str, Any]], None]]
+        self.session = CoworkingSession(self, plan or Plan())
         self._data_handlers = {
             "view": self._handle_view,
             "state": self._handle_state,
             "chat": self._handle_chat,
-            "host": self._handle_host,
+            "host": self.session.handle_host,
+            "coffee": self.session.handle_coffee,
         }
 
     @property
@@ -137,6 +142,10 @@ class Room:
     @property
     def max_slots(self) -> int:
         return self.info.limit - 1
+
+    def group_of(self, participant_id: str) -> str | None:
+        """Return the participant's coffee group, or None for the main room."""
+        return self.session.group_of(participant_id)
 
     def initial_slots(self) -> int:
         """Return how many receive slots a newcomer's first offer should have."""
@@ -170,6 +179,7 @@ class Room:
             len(self.participants),
         )
         self.router.remove(participant_id)
+        self.session.on_leave(participant_id)
         for timer in (participant.pending_relay, participant.connect_deadline):
             if timer is not None:
                 timer.cancel()
@@ -177,6 +187,7 @@ class Room:
         if participant.peer is not None:
             await participant.peer.close()
         if not self.participants:
+            self.session.close()
             self._on_empty(self)
 
     async def negotiate(self, participant: Participant, offer_sdp: str) -> str:
@@ -254,6 +265,9 @@ class Room:
         peer.send(json.dumps(self.chat.history()))
         if self.moderation.locked:
             peer.send(json.dumps({"type": "lock", "locked": True}))
+        participant = self.participants.get(peer.id)
+        if participant is not None:
+            self.session.on_channel_open(participant)
 
     def _on_data_message(self, peer: Peer, text: str | None) -> None:
         participant = self.participants.get(peer.id)
@@ -311,7 +325,12 @@ class Room:
         text = chat.parse_chat(message)
         if not participant.chat_limit.take():
             raise protocol.ProtocolError(chat.RATE_LIMITED, chat.RATE_LIMITED_MESSAGE)
-        entry = self.chat.add(participant.id, participant.name, text)
+        # A coffee group's talk stays in the group and out of the history
+        # that later joiners of the main room get.
+        group = self.group_of(participant.id)
+        entry = self.chat.add(
+            participant.id, participant.name, text, keep=group is None
+        )
         logger.debug(
             "< chat %s from %s in room %s", entry["id"], participant.id, self.id
         )
@@ -320,36 +339,11 @@ class Room:
             if member.peer is not None:
                 member.peer.send(payload)
 
-    def _handle_host(self, participant: Participant, message: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._run_host_action(participant, message))
-        self._host_tasks.add(task)
-        task.add_done_callback(self._host_tasks.discard)
-
-    async def _run_host_action(
-        self, participant: Participant, message: dict[str, Any]
-    ) -> None:
-        try:
-            await moderation.handle_host_message(self, participant, message)
-        except protocol.ProtocolError as exc:
-            self._reject_data(participant, exc)
-        except Exception:
-            logger.exception(
-                "x host action from %s in room %s failed", participant.id, self.id
-            )
-            self._reject_data(
-                participant,
-                protocol.ProtocolError(
-                    "internal_error", "The server failed to carry out this action."
-                ),
-            )
-
     def audience(self, participant: Participant) -> list[Participant]:
-        """Return who receives the participant's chat messages, sender included.
-
-        NOTE: this is everyone in the room. During a break, virtual coffee
-        groups narrow it to the participant's group.
-        """
-        return list(self.participants.values())
+        """Return who receives the participant's chat messages, sender included:
+        the members of their coffee group, or everyone in the main room."""
+        group = self.group_of(participant.id)
+        return [p for p in self.participants.values() if self.group_of(p.id) == group]
 
     def clear_chat(self) -> None:
         """Drop the chat history, as when a session ends, and tell everyone."""
@@ -379,7 +373,7 @@ class Room:
         )
 
     def broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
-        """Send a data-channel message to everyone in the room but ``exclude``."""
+        """Send a data-channel message to everyone, or everyone but ``exclude``."""
         self._broadcast(message, exclude)
 
     def _broadcast(self, message: dict[str, Any], exclude: str | None = None) -> None:
@@ -396,14 +390,17 @@ class Room:
 class RoomRegistry:
     """The rooms open in this process, opened on first join, closed when empty."""
 
-    def __init__(self, rtc_configuration: RTCConfiguration) -> None:
+    def __init__(
+        self, rtc_configuration: RTCConfiguration, plan: Plan | None = None
+    ) -> None:
         self.rooms: dict[str, Room] = {}
         self._rtc_configuration = rtc_configuration
+        self.plan = plan or Plan()
 
     def open(self, info: RoomInfo) -> Room:
         room = self.rooms.get(info.id)
         if room is None:
-            room = Room(info, self._rtc_configuration, self._close_empty)
+            room = Room(info, self._rtc_configuration, self._close_empty, self.plan)
             self.rooms[info.id] = room
             logger.info("room %s opened", info.id)
         return room

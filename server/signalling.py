@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -260,6 +261,9 @@ class Session:
             await self._refuse(exc.code, exc.message)
             return
         self.room, self.participant = room, participant
+        slot = await self.storage.current_slot(info.id, time.time())
+        if slot is not None:
+            room.session.follow_slot(slot.plan)
         if booking_ref is not None:
             await record_attendance(
                 self.storage, info.id, booking_ref, self.slot_early, repr(self)

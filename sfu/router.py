@@ -33,11 +33,16 @@ class Router:
         # Publisher ids per subscriber id, in arrival order, that found no
         # free slot.
         self._waiting: dict[str, list[str]] = {}
+        # Group of each peer that is in one. Peers receive each other's
+        # media only when their groups are equal, peers in no group included.
+        self._groups: dict[str, str] = {}
 
     def add(self, peer: Peer) -> None:
         """Start forwarding between ``peer`` and every peer already here."""
         changed = {peer}
         for other in self.peers.values():
+            if not self.linked(peer.id, other.id):
+                continue
             self._link(other, peer)
             if self._link(peer, other):
                 changed.add(other)
@@ -52,7 +57,11 @@ class Router:
         waiting = self._waiting.pop(peer.id, [])
         for publisher_id in waiting:
             publisher = self.peers.get(publisher_id)
-            if publisher is not None and peer.slot_of(publisher_id) is None:
+            if (
+                publisher is not None
+                and peer.slot_of(publisher_id) is None
+                and self.linked(publisher_id, peer.id)
+            ):
                 self._link(publisher, peer)
         self._on_tracks_changed(peer)
         self._request_slots(peer)
@@ -63,6 +72,7 @@ class Router:
         if peer is None:
             return None
         self._waiting.pop(peer_id, None)
+        self._groups.pop(peer_id, None)
         for slot in peer.slots:
             slot.audio.detach()
             slot.video.detach()
@@ -81,6 +91,53 @@ class Router:
                 self._link(self.peers[waiting.pop(0)], other)
             self._on_tracks_changed(other)
         return peer
+
+    def linked(self, a: str, b: str) -> bool:
+        """Tell whether peers ``a`` and ``b`` receive each other's media."""
+        return self._groups.get(a) == self._groups.get(b)
+
+    def set_groups(self, groups: dict[str, str]) -> None:
+        """Forward media only within groups: ``groups`` maps peer id to group.
+
+        Peers missing from ``groups`` form the main room together. Slots whose
+        publisher is now in another group are detached and reused for the
+        newly visible peers, so no one renegotiates while the slots suffice.
+        """
+        self._groups = {k: v for k, v in groups.items() if k in self.peers}
+        changed: set[Peer] = set()
+        for subscriber in self.peers.values():
+            for slot in subscriber.slots:
+                if slot.publisher_id is None:
+                    continue
+                if not self.linked(slot.publisher_id, subscriber.id):
+                    slot.audio.detach()
+                    slot.video.detach()
+                    slot.publisher_id = None
+                    changed.add(subscriber)
+            waiting = self._waiting.get(subscriber.id)
+            if waiting:
+                waiting[:] = [p for p in waiting if self.linked(p, subscriber.id)]
+        for subscriber in self.peers.values():
+            for publisher in self.peers.values():
+                if (
+                    publisher is subscriber
+                    or not self.linked(publisher.id, subscriber.id)
+                    or subscriber.slot_of(publisher.id) is not None
+                    or publisher.id in self._waiting.get(subscriber.id, [])
+                ):
+                    continue
+                if self._link(publisher, subscriber):
+                    changed.add(subscriber)
+        logger.info(
+            "- room %s: %d peers in %d groups",
+            self.room_id,
+            len(self._groups),
+            len(set(self._groups.values())),
+        )
+        for each in changed:
+            self._on_tracks_changed(each)
+        for each in list(self.peers.values()):
+            self._request_slots(each)
 
     def show_video(self, peer: Peer, shown: bool) -> None:
         """Forward video to ``peer``, or stop while it shows none.

@@ -19,6 +19,7 @@ import {
     watchDevices,
 } from './media.js';
 import {TileGrid} from './tiles.js';
+import {Coworking} from './coworking.js';
 import {e2e, installTestHooks, watchFirstFrame} from './e2e.js';
 import {ChatPanel} from './chat.js';
 import {HostControls} from './moderation.js';
@@ -89,6 +90,7 @@ const ui = {
     /** @type {HTMLButtonElement} */ join: byId('join'),
     /** @type {HTMLElement} */ room: byId('room'),
     /** @type {HTMLElement} */ tiles: byId('tiles'),
+    /** @type {HTMLElement} */ sessionBar: byId('session-bar'),
     /** @type {HTMLElement} */ roomControls: byId('room-controls'),
     /** @type {HTMLButtonElement} */ soundNotice: byId('sound-notice'),
     /** @type {HTMLButtonElement} */ leave: byId('leave'),
@@ -159,6 +161,12 @@ const hostControls = new HostControls({
 });
 const presence = new OwnPresence();
 
+const coworking = new Coworking(ui.sessionBar, {
+    grid,
+    muteForFocus: () => enqueueMediaTask(releaseMicrophone),
+    videoTrack: () => app.videoTrack,
+});
+
 /** Device operations run one after another, in click order. */
 let mediaQueue = Promise.resolve();
 
@@ -185,6 +193,8 @@ async function main() {
             : Promise.resolve({participants: {}, pair: null}),
         videoOf: (participantId) => grid.videoOf(participantId),
         injectData: (message) => onData(message),
+        sendEncoding: () => app.connection?.sender('video')
+            ?.getParameters().encodings?.[0] ?? null,
     });
     bindEvents();
 
@@ -593,6 +603,7 @@ async function startCamera() {
         app.videoError = /** @type {Error} */ (error);
     }
     await app.connection?.replaceTrack('video', app.videoTrack);
+    await coworking.refreshSendProfile();
     renderLocalMedia();
     await refreshDevices();
 }
@@ -646,8 +657,29 @@ async function toggleMicrophone() {
         return;
     }
     const muted = app.mic === 'on';
+    if (muted && coworking.inFocus()) {
+        await releaseMicrophone();
+        return;
+    }
     app.audioTrack.enabled = !muted;
     app.mic = muted ? 'off' : 'on';
+    renderLocalMedia();
+}
+
+/**
+ * Mutes the microphone and stops its track, so that a Bluetooth headset can
+ * leave its low-quality call mode. The sender stays; unmuting opens the
+ * microphone again.
+ */
+async function releaseMicrophone() {
+    if (app.mic === 'none') {
+        return;
+    }
+    const track = app.audioTrack;
+    app.audioTrack = null;
+    app.mic = 'off';
+    await app.connection?.replaceTrack('audio', null);
+    track?.stop();
     renderLocalMedia();
 }
 
@@ -667,6 +699,10 @@ async function onCameraChosen() {
 }
 
 async function onMicrophoneChosen() {
+    // A released microphone stays closed; the choice applies on unmute.
+    if (app.mic === 'off' && !app.audioTrack) {
+        return;
+    }
     if (deviceIdOf(app.audioTrack) !== app.micId) {
         await startMicrophone(app.mic === 'off');
     }
@@ -840,6 +876,7 @@ function joinRoom(clickedAt) {
     connection.ondata = (message) => current() && onData(message);
 
     app.connection = connection;
+    coworking.attach(connection, app.role);
     app.publishedState = null;
     publishState();
     connection.setVideoShown(document.visibilityState === 'visible');
@@ -879,6 +916,7 @@ function onParticipant(participant) {
     hostControls.decorateTile(grid.tiles.get(participant.id), participant.id,
         participant.role);
     grid.setStream(participant.id, app.streams.get(participant.id) ?? null);
+    coworking.refreshTiles();
     renderRoomHeader();
 }
 
@@ -987,6 +1025,7 @@ function onConnectionError(code, message) {
 
 /** Removes all tiles and remote streams, and the status line. */
 function resetRoomView() {
+    coworking.detach();
     grid.clear();
     chat.clear();
     hostControls.setLocked(false);

@@ -33,12 +33,14 @@ const COLOR_SAMPLE_SIZE = 20;
  * Installs the hooks on `window`.
  * @param {{collectStats: () => Promise<ConnectionStats>,
  *     videoOf: (participantId: string) => HTMLVideoElement|null,
- *     injectData?: (message: any) => void}} sources
+ *     injectData?: (message: any) => void,
+ *     sendEncoding: () => RTCRtpEncodingParameters|null}} sources
  */
 export function installTestHooks(sources) {
     const target = /** @type {any} */ (window);
     target.e2e = e2e;
     target.e2eStats = () => sources.collectStats();
+    target.e2eSendEncoding = () => sources.sendEncoding();
     target.e2eColor = (/** @type {string} */ participantId) => {
         const video = sources.videoOf(participantId);
         return video ? averageCentreColor(video) : null;

@@ -155,10 +155,16 @@ export class RoomConnection {
         this.onstatus = () => {};
         /**
          * Data-channel messages this class does not handle itself, such as
-         * chat, lock, muted and clock messages.
+         * chat, lock and muted messages; called after `handleData` handlers.
          * @type {(message: any) => void}
          */
         this.ondata = () => {};
+        /**
+         * Handlers of data-channel message types this class does not handle
+         * itself, such as `clock` and `coffee`, by type. See `handleData`.
+         * @type {Map<string, Array<(message: any) => void>>}
+         */
+        this.dataHandlers = new Map();
 
         /** @type {Session|null} */
         this.session = null;
@@ -330,6 +336,30 @@ export class RoomConnection {
         if (this.session && !this.session.closed) {
             this.#sendData(this.session, {type: 'view', video: shown});
         }
+    }
+
+    /**
+     * Adds `handler` for data-channel messages of `type`, in every session.
+     * Several handlers of one type run in the order they were added.
+     * @param {string} type
+     * @param {(message: any) => void} handler
+     */
+    handleData(type, handler) {
+        const handlers = this.dataHandlers.get(type) ?? [];
+        handlers.push(handler);
+        this.dataHandlers.set(type, handlers);
+    }
+
+    /**
+     * @param {'audio'|'video'} kind
+     * @returns {RTCRtpSender|null} the own sender of the current session
+     */
+    sender(kind) {
+        const session = this.session;
+        if (!session || session.closed) {
+            return null;
+        }
+        return (kind === 'audio' ? session.audioSender : session.videoSender) ?? null;
     }
 
     #nextStateMessage() {
@@ -775,8 +805,16 @@ export class RoomConnection {
             this.ondata(message);
             break;
         default:
-            this.ondata(message);
+            this.#onOtherData(message);
         }
+    }
+
+    /** @param {any} message */
+    #onOtherData(message) {
+        for (const handler of this.dataHandlers.get(String(message.type)) ?? []) {
+            handler(message);
+        }
+        this.ondata(message);
     }
 
     /**

@@ -361,3 +361,35 @@ def test_settings_environment_round_trip() -> None:
 
     assert load_settings(environ=environ) == settings
     assert environ["COWORKING_ADMIN_TOKEN"] == ADMIN_TOKEN
+
+
+def test_session_plan_default() -> None:
+    plan = load_settings(environ={}).session_plan
+    assert (plan.focus, plan.short_break, plan.rounds, plan.long_break) == (
+        3000,
+        600,
+        4,
+        1800,
+    )
+
+
+def test_session_plan_from_environment() -> None:
+    settings = load_settings(environ={"COWORKING_SESSION_PLAN": "25/5/3/15"})
+    plan = settings.session_plan
+    assert (plan.focus, plan.short_break, plan.rounds, plan.long_break) == (
+        1500,
+        300,
+        3,
+        900,
+    )
+
+
+def test_session_plan_round_trip() -> None:
+    settings = load_settings(environ={"COWORKING_SESSION_PLAN": "1.5s/2s/2/0.25"})
+    assert load_settings(environ=settings_environment(settings)) == settings
+
+
+@pytest.mark.parametrize("value", ["50/10/4", "fifty/10/4/30", "50/10/0/30", "0/1/1/1"])
+def test_session_plan_invalid(value: str) -> None:
+    with pytest.raises(ConfigError, match="COWORKING_SESSION_PLAN"):
+        load_settings(environ={"COWORKING_SESSION_PLAN": value})

@@ -11,6 +11,7 @@ COLOURS = {
     "red": (81, 90, 240),
     "blue": (41, 240, 110),
     "green": (145, 54, 34),
+    "yellow": (210, 16, 146),
 }
 
 BROWSER_ARGS = [
@@ -53,4 +54,6 @@ def is_colour(rgb: list[int] | None, colour: str) -> bool:
         return b > 180 and r < 80 and g < 80
     if colour == "green":
         return g > 150 and r < 100 and b < 100
+    if colour == "yellow":
+        return r > 180 and g > 180 and b < 80
     raise ValueError(f"unknown colour {colour!r}")

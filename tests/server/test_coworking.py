@@ -1,0 +1,93 @@
+"""A room's session hooks without media: host checks, timers and coffee state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from aiortc import RTCConfiguration
+
+from server.protocol import ProtocolError
+from server.rooms import Participant, Room
+from server.session import Plan
+from server.storage import Room as RoomInfo
+
+
+class Signalling:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    def disconnect(self, reason: str) -> None:
+        pass
+
+
+def make_room() -> Room:
+    info = RoomInfo("room1", "Test", 10, time.time())
+    return Room(info, RTCConfiguration(), lambda room: None, Plan.parse("1/1/2/1"))
+
+
+def join(room: Room, role: str) -> Participant:
+    participant = Participant(role.title(), role, Signalling())
+    room.add(participant)
+    return participant
+
+
+async def test_last_leave_cancels_clock_timer() -> None:
+    room = make_room()
+    host = join(room, "host")
+    room.session.handle_host(host, {"type": "host", "action": "start"})
+    assert room.session.clock.phase == "focus"
+    assert room.session.clock._timer is not None
+    await room.remove(host.id, "leave")
+    assert room.session.clock._timer is None
+
+
+@pytest.mark.parametrize("action", ["start", "pause", "resume", "skip", "end"])
+async def test_guest_host_action_forbidden(action: str) -> None:
+    room = make_room()
+    guest = join(room, "guest")
+    with pytest.raises(ProtocolError) as raised:
+        room.session.handle_host(guest, {"type": "host", "action": action})
+    assert raised.value.code == "forbidden"
+    assert room.session.clock.phase == "idle"
+
+
+async def test_unknown_action_rejected_for_host() -> None:
+    room = make_room()
+    host = join(room, "host")
+    with pytest.raises(ProtocolError) as raised:
+        room.session.handle_host(host, {"type": "host", "action": "explode"})
+    assert raised.value.code == "bad_message"
+    assert "explode" in raised.value.message
+
+
+async def test_invalid_state_action() -> None:
+    room = make_room()
+    host = join(room, "host")
+    with pytest.raises(ProtocolError) as raised:
+        room.session.handle_host(host, {"type": "host", "action": "resume"})
+    assert raised.value.code == "invalid_state"
+    room.session.close()
+
+
+async def test_group_of_follows_breaks() -> None:
+    room = make_room()
+    host = join(room, "host")
+    guest = join(room, "guest")
+    for participant in (host, guest):
+        room.session.handle_coffee(participant, {"type": "coffee", "join": True})
+    # Coffee groups take only participants with a peer connection; these
+    # have none, so the break leaves both in the main room.
+    room.session.handle_host(host, {"type": "host", "action": "start"})
+    room.session.handle_host(host, {"type": "host", "action": "skip"})
+    assert room.session.clock.phase == "break"
+    assert room.group_of(host.id) is None
+    assert room.session.coffee.opted_in == {host.id, guest.id}
+    await room.remove(guest.id, "leave")
+    assert room.session.coffee.opted_in == {host.id}
+    await room.close()
+    assert room.session.clock._timer is None
