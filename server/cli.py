@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, check_serve_settings, load_settings
 from .invites import make_link
+from .logformat import JsonFormatter
 from .storage import (
     MAX_ROOM_LIMIT,
     MIN_ROOM_LIMIT,
@@ -209,15 +210,19 @@ def _load_settings(args: argparse.Namespace) -> Settings:
     return load_settings(overrides)
 
 
-def configure_logging(level: str, process_name: str = "") -> None:
-    """Send log records of `level` and above to stdout, with time, level and logger."""
-    log_format = LOG_FORMAT.replace("%(name)s", f"{process_name} %(name)s", 1)
-    logging.basicConfig(
-        level=level,
-        stream=sys.stdout,
-        format=log_format if process_name else LOG_FORMAT,
-        force=True,
-    )
+def configure_logging(
+    level: str, process_name: str = "", log_format: str = "text"
+) -> None:
+    """Send log records of `level` and above to stdout, as text or as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(process_name.strip("[]")))
+    else:
+        text_format = LOG_FORMAT
+        if process_name:
+            text_format = LOG_FORMAT.replace("%(name)s", f"{process_name} %(name)s", 1)
+        handler.setFormatter(logging.Formatter(text_format))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # aioice logs every connectivity check and aiohttp every request at
         # info level; both are per-message detail here.
@@ -246,14 +251,15 @@ def _newest_usable(invites: list[Invite], role: str, now: float) -> Invite | Non
 
 def _run_serve(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
-    configure_logging(settings.log_level)
+    check_serve_settings(settings)
+    configure_logging(settings.log_level, log_format=settings.log_format)
     return asyncio.run(_serve(settings))
 
 
 def _run_worker(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     socket_path = Path(args.socket)
-    configure_logging(settings.log_level, f"[{socket_path.stem}]")
+    configure_logging(settings.log_level, f"[{socket_path.stem}]", settings.log_format)
     return asyncio.run(_work(settings, socket_path))
 
 
