@@ -416,3 +416,20 @@ async def test_startup_links_at_most_ten(tmp_path: Path) -> None:
     assert blocks[9].startswith("Room 9\n")
     assert blocks[10] == "... and 3 more, see `coworking room list`"
     assert len(LINK.findall(text)) == 20
+
+
+def test_serve_on_all_interfaces_needs_public_url(tmp_path: Path) -> None:
+    result = run_coworking(tmp_path, "serve", "--host=0.0.0.0", "--port=1")
+
+    assert result.returncode == 1
+    assert "COWORKING_PUBLIC_URL is missing" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_serve_turn_urls_need_secret(tmp_path: Path) -> None:
+    result = run_coworking(
+        tmp_path, "serve", env={"COWORKING_TURN_URLS": "turn:127.0.0.1:3478"}
+    )
+
+    assert result.returncode == 1
+    assert "COWORKING_TURN_SECRET is missing" in result.stderr
