@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -40,22 +39,6 @@ TURN_TTL = 600
 def passthrough_peers() -> None:
     sfu.frames.install_passthrough()
     sfu.ice.set_host_addresses(["127.0.0.1"])
-
-
-@pytest.fixture(scope="module")
-async def turn_relay(
-    tmp_path_factory: pytest.TempPathFactory, loopback_only: None
-) -> AsyncIterator[TurnServer]:
-    if not TurnServer.available():
-        message = "coturn's turnserver is not installed (Debian package coturn)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    relay = TurnServer(tmp_path_factory.mktemp("turn"))
-    await relay.start()
-    yield relay
-    await relay.stop()
-    print("turnserver output:\n" + relay.log_text())
 
 
 @pytest.fixture(scope="module")
