@@ -9,6 +9,8 @@ import re
 import sqlite3
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -35,6 +37,7 @@ DEFAULT_ROOM_NAME = "Coworking room"
 MAX_ROOMS_AT_STARTUP = 10  # rooms whose links `serve` prints, the rest are counted
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HOST_LABEL = "Host link (keep it private)"
+HEALTH_TIMEOUT = 5.0  # seconds for the `health` command's request
 
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -121,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         " (env COWORKING_WORKERS, default 0)",
     )
     serve.set_defaults(command=_run_serve)
+
+    health = commands.add_parser(
+        "health",
+        help="check the running server's /healthz, for container health checks",
+        description="Request /healthz from the server on this machine, at"
+        " COWORKING_HOST and COWORKING_PORT. Exit with status 0 when it is ready"
+        " and 1 otherwise.",
+    )
+    health.set_defaults(command=_run_health)
 
     worker = commands.add_parser("worker", parents=[database, links])
     worker.add_argument("--socket", required=True, help=argparse.SUPPRESS)
@@ -244,6 +256,26 @@ def _format_expiry(invite: Invite) -> str:
 def _newest_usable(invites: list[Invite], role: str, now: float) -> Invite | None:
     usable = [i for i in invites if i.role == role and i.is_usable(now)]
     return max(usable, key=lambda invite: invite.created_at, default=None)
+
+
+# health
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{settings.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT) as response:
+            print(response.read().decode("utf-8", "replace"))
+            return 0
+    except urllib.error.HTTPError as error:
+        print(f"{url}: HTTP {error.code} {error.read().decode('utf-8', 'replace')}")
+    except (urllib.error.URLError, OSError) as error:
+        print(f"{url}: {error}")
+    return 1
 
 
 # serve

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import sfu.ice
 from tests.integration.wire import join_raw, read_until_closed
 from tests.support.bot import Bot, LoopTrack
 from tests.support.clips import opus_packets, vp8_clip
-from tests.support.server import ServerProcess
+from tests.support.server import ROOT, ServerProcess
 
 CLIP = vp8_clip(frames=60)
 TONE = opus_packets(seconds=1.0)
@@ -214,3 +216,21 @@ async def test_logs_json_without_secrets(own_server: ServerProcess) -> None:
     assert any(r["message"].startswith("server running") for r in records)
     assert {r["process"] for r in records} >= {"main", "worker-0", "worker-1"}
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+
+
+async def test_health_command_reports_ready(server: ServerProcess) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("COWORKING_")}
+    environ["COWORKING_PORT"] = str(server.port)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "health",
+        cwd=ROOT,
+        env=environ,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await process.communicate()
+
+    assert process.returncode == 0
+    assert json.loads(output) == {"status": "ok"}

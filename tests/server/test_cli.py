@@ -13,6 +13,7 @@ from server.cli import _create_default_room, _format_startup_links
 from server.config import Settings
 from server.invites import InviteError, admit
 from server.storage import ROLE_GUEST, ROLE_HOST, SqliteStorage
+from tests.support.server import free_port
 
 LINK = re.compile(
     r"(?P<base>https?://[^ ]+)/r/(?P<room>[A-Za-z0-9_-]{16})"
@@ -433,3 +434,11 @@ def test_serve_turn_urls_need_secret(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "COWORKING_TURN_SECRET is missing" in result.stderr
+
+
+def test_health_fails_without_server(tmp_path: Path) -> None:
+    port = str(free_port())
+    result = run_coworking(tmp_path, "health", env={"COWORKING_PORT": port})
+
+    assert result.returncode == 1
+    assert f"http://127.0.0.1:{port}/healthz" in result.stdout
