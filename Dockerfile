@@ -1,7 +1,11 @@
 # The coworking server: aiohttp front, aiortc workers, static client.
 # Build: docker build -t coworking .   Run it with docker-compose.yml.
 
-FROM python:3.11-slim AS build
+# CI builds from a Debian image made locally (scripts/build-image), because
+# it cannot pull from a container registry.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /build
 COPY pyproject.toml ./
 # Install only the runtime dependencies listed in pyproject.toml into a venv
@@ -10,7 +14,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
