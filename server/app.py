@@ -258,7 +258,7 @@ def health_response(problems: list[str]) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Answer 200 when the database and the media path are usable, else 503."""
+    """Return 200 when the database and the media path are usable, else 503."""
     problems = [
         problem
         for problem in (
@@ -273,7 +273,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def front_healthz(request: web.Request) -> web.Response:
-    """Answer 200 when every worker reports itself healthy, else 503."""
+    """Return 200 when every worker reports itself healthy, else 503."""
     problems = await request.app[POOL].health_problems()
     if problems:
         logger.warning("x health check failed: %s", "; ".join(problems))
@@ -356,10 +356,12 @@ def check_metrics_access(request: web.Request) -> None:
 
 def metrics_response(text: str) -> web.Response:
     return web.Response(
-        text=text,
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"Cache-Control": "no-store"},
+        body=text.encode("utf-8"),
+        headers={
+            # Version 0.0.4 is the name of Prometheus' text exposition format.
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+            "Cache-Control": "no-store",
+        },
     )
 
 

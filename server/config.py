@@ -72,8 +72,8 @@ class Settings:
     ice_host_addresses: tuple[str, ...] = ()
     # STUN and TURN URLs for browsers and for the server's peer connections. There is
     # deliberately no public default server.
-    # NOTE: browsers reject turn: and turns: URLs without a username and credential,
-    # and this setting cannot carry those yet.
+    # Browsers reject turn: and turns: URLs here, which carry no credentials:
+    # configure TURN servers with turn_urls and turn_secret instead.
     ice_servers: tuple[str, ...] = ()
     admin_token: Secret | None = None  # bearer token for /api/admin/stats
     # Bearer token for /metrics. The admin token is accepted there too.

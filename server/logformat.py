@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 class JsonFormatter(logging.Formatter):
     """Formats a record as JSON with time, level, logger, process and message.
 
-    `process_name` tells the front process from the workers, such as
-    "worker-0"; the exception's traceback, if any, goes into "exception".
+    `process_name`, such as "worker-0", distinguishes the workers from the
+    front process. The traceback of an exception, if any, goes into "exception".
     """
 
     def __init__(self, process_name: str = "") -> None:

@@ -1,7 +1,8 @@
 """Prometheus metrics in the text exposition format, and the event-loop lag probe.
 
-Every process (the front and each worker) reports its own numbers through
-`process_report`; the front adds them up and `render` writes the exposition.
+Every process (the front and each worker) reports its own numbers, from
+`server.app.local_stats`. The front adds them up and `render` writes the
+exposition.
 Counters restart from zero when a worker restarts, which Prometheus' rate()
 treats as a counter reset.
 """

@@ -1,7 +1,6 @@
 """Time-limited TURN credentials derived from a secret shared with the TURN server.
 
-This is the scheme of coturn's `use-auth-secret` option (the "TURN REST API"
-draft, draft-uberti-behave-turn-rest-00): the user name is
+This is the scheme of coturn's `use-auth-secret` option. The user name is
 `EXPIRY:ID`, with EXPIRY in Unix seconds, and the password is
 base64(HMAC-SHA1(secret, user name)). The TURN server recomputes the password
 from the user name and rejects it once EXPIRY has passed, so a leaked

@@ -6,6 +6,7 @@ sets it. Without it the tests are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -24,7 +25,7 @@ from tests.e2e.helpers import (
     wait_tile_ids,
 )
 from tests.support.browser import is_colour
-from tests.support.container import ContainerServer
+from tests.support.container import PODMAN, ContainerServer
 
 IMAGE = os.environ.get("COWORKING_IMAGE", "")
 
@@ -52,9 +53,23 @@ async def test_container_healthy(container: ContainerServer) -> None:
         async with http.get(container.url + "/healthz") as response:
             status = response.status
             body = await response.json()
+    # The command of the image's HEALTHCHECK, run inside the container.
+    check = await asyncio.create_subprocess_exec(
+        *PODMAN,
+        "exec",
+        container.name,
+        "python",
+        "-m",
+        "server",
+        "health",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await check.communicate()
 
     assert status == 200
     assert body == {"status": "ok"}
+    assert check.returncode == 0, output
+    assert json.loads(output) == {"status": "ok"}
 
 
 async def test_container_two_see_each_other(

@@ -108,7 +108,7 @@ async def test_metrics_token_required(own_server: ServerProcess) -> None:
     assert (await get(url, own_server.admin_token))[0] == 200
     status, body, headers = await get(url, metrics_token)
     assert status == 200
-    assert headers["Content-Type"].startswith("text/plain")
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "# TYPE coworking_rooms gauge" in body
 
 

@@ -11,6 +11,9 @@ from tests.support.server import ServerProcess
 
 # The image's user (see the Dockerfile's USER line) must own the data folder.
 IMAGE_UID = 10001
+# crun, podman's default runtime, refuses hosts with hybrid cgroups (v1
+# controllers plus a v2 hierarchy), as these machines have.
+PODMAN = ("podman", "--runtime=runc")
 
 
 class ContainerServer(ServerProcess):
@@ -38,9 +41,7 @@ class ContainerServer(ServerProcess):
             "COWORKING_ADMISSION_FAILURES": str(self.admission_failures),
         }
         return [
-            "podman",
-            # crun, podman's default, refuses hosts with hybrid cgroups.
-            "--runtime=runc",
+            *PODMAN,
             "run",
             "--rm",
             f"--name={self.name}",
@@ -68,7 +69,7 @@ class ContainerServer(ServerProcess):
         code = await super().stop()
         # `podman run --rm` removes the container unless it was killed.
         remover = await asyncio.create_subprocess_exec(
-            "podman",
+            *PODMAN,
             "rm",
             "--force",
             "--ignore",

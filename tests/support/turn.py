@@ -74,7 +74,7 @@ class TurnServer:
         await asyncio.wait_for(self._wait_ready(), timeout=10)
 
     async def _wait_ready(self) -> None:
-        """Wait until the server answers a STUN binding request."""
+        """Wait until the server responds to a STUN binding request."""
         assert self.process is not None
         loop = asyncio.get_running_loop()
         while True:
