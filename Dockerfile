@@ -6,6 +6,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
+# Lets scripts/build-image remove this stage's image after a build.
+LABEL org.coworking.stage=build
 WORKDIR /build
 COPY pyproject.toml ./
 # Install only the runtime dependencies listed in pyproject.toml into a venv
