@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -145,6 +146,27 @@ async def test_relay_only_peer_sends_through_turn(
     assert {candidate.type for candidate in local} == {"relay"}
     assert nominated, "no candidate pair was nominated"
     assert all(pair.local_candidate.type == "relay" for pair in nominated.values())
+
+
+async def test_production_config_denies_loopback_peer(
+    tmp_path: Path, loopback_only: None
+) -> None:
+    strict = TurnServer(tmp_path, allow_loopback=False)
+    await strict.start()
+    try:
+        credentials = turn_server((strict.url,), Secret(strict.secret), 60, "probe")
+        transport = await allocate(
+            strict, credentials["username"], credentials["credential"]
+        )
+        # A channel binding asks the server to relay to one peer address.
+        client = transport._TurnTransport__inner_protocol
+        with pytest.raises(stun.TransactionFailed) as raised:
+            await client.channel_bind(0x4000, ("127.0.0.1", 9))
+        transport.close()
+    finally:
+        await strict.stop()
+
+    assert raised.value.response.attributes["ERROR-CODE"][0] == 403
 
 
 async def allocate(relay: TurnServer, username: str, password: str) -> Any:

@@ -36,8 +36,10 @@ class TurnServer:
     test listens there.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, allow_loopback: bool = True) -> None:
         self.folder = folder
+        # False runs the production configuration unchanged.
+        self.allow_loopback = allow_loopback
         self.secret = secrets.token_urlsafe(24)
         self.port = free_port()
         self.process: asyncio.subprocess.Process | None = None
@@ -63,8 +65,7 @@ class TurnServer:
             f"--listening-port={self.port}",
             f"--static-auth-secret={self.secret}",
             "--realm=coworking.test",
-            "--allow-loopback-peers",
-            "--allowed-peer-ip=127.0.0.1",
+            *self.loopback_options(),
             f"--pidfile={self.folder / 'turnserver.pid'}",
             f"--userdb={self.folder / 'turndb'}",
             stdout=asyncio.subprocess.PIPE,
@@ -72,6 +73,11 @@ class TurnServer:
         )
         self._reader = asyncio.create_task(self._read_rest())
         await asyncio.wait_for(self._wait_ready(), timeout=10)
+
+    def loopback_options(self) -> list[str]:
+        if not self.allow_loopback:
+            return []
+        return ["--allow-loopback-peers", "--allowed-peer-ip=127.0.0.1"]
 
     async def _wait_ready(self) -> None:
         """Wait until the server responds to a STUN binding request."""
