@@ -23,7 +23,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     COWORKING_HOST=0.0.0.0 \
     COWORKING_PORT=8080 \
     COWORKING_DB=/data/coworking.sqlite3
-RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
+RUN useradd --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin coworking \
     && mkdir /data \
     && chown coworking:coworking /data

@@ -82,7 +82,8 @@ class Settings:
     # with this server, from which it derives credentials per participant.
     turn_urls: tuple[str, ...] = ()
     turn_secret: Secret | None = None
-    turn_ttl: int = 6 * 3600
+    # Long enough for a working day in one session, see docs/hosting.md.
+    turn_ttl: int = 12 * 3600
     room_limit: int = 25  # participant limit for new rooms
     log_level: str = "INFO"
     log_format: str = "text"  # "json" writes one JSON object per line

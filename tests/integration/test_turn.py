@@ -103,13 +103,13 @@ async def test_turn_secret_not_served_before_admission(
             html = await page.text()
         ws = await open_socket(http, turn_app)
         await send_json(ws, join_message(room_id, "x" * 32))
-        refusal = await receive_json(ws)
+        rejection = await receive_json(ws)
         await ws.close()
 
     assert turn_relay.secret not in html
     assert "turn:" not in html
-    assert refusal["type"] == "error"
-    assert "ice_servers" not in refusal
+    assert rejection["type"] == "error"
+    assert "ice_servers" not in rejection
 
 
 async def test_relay_only_peer_sends_through_turn(
@@ -158,7 +158,7 @@ async def test_production_config_denies_loopback_peer(
         transport = await allocate(
             strict, credentials["username"], credentials["credential"]
         )
-        # A channel binding asks the server to relay to one peer address.
+        # A channel binding requests relaying to one peer address.
         client = transport._TurnTransport__inner_protocol
         with pytest.raises(stun.TransactionFailed) as raised:
             await client.channel_bind(0x4000, ("127.0.0.1", 9))
@@ -191,7 +191,7 @@ async def test_turn_credentials_expire(turn_relay: TurnServer) -> None:
     relayed = transport.get_extra_info("sockname")
     transport.close()
     assert relayed[0] == "127.0.0.1"
-    for refused in (expired, forged):
+    for rejected in (expired, forged):
         with pytest.raises(stun.TransactionFailed) as raised:
-            await allocate(turn_relay, refused["username"], refused["credential"])
+            await allocate(turn_relay, rejected["username"], rejected["credential"])
         assert raised.value.response.attributes["ERROR-CODE"][0] == 401
