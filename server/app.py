@@ -22,11 +22,14 @@ from sfu.stats import counters
 
 from .booking_api import SCHEDULE, ScheduleContext, booking_routes, window_error_body
 from .config import Settings
+from .health import database_problem, media_problem
 from .invites import InviteError, admit, make_link
 from .limits import FailureLimiter
+from .metrics import LoopLagProbe, render, room_gauges
 from .rooms import RoomRegistry
 from .schedule import SlotWindowError
 from .signalling import (
+    CLOSE_TIMEOUT,
     LIVENESS_TIMEOUT,
     MAX_FRAME_SIZE,
     TOO_MANY_ATTEMPTS,
@@ -34,6 +37,7 @@ from .signalling import (
     Session,
 )
 from .storage import ROLE_GUEST, ROLE_HOST, Storage
+from .turn import ice_servers_for
 from .workers import (
     FORWARDED_FOR,
     WorkerPool,
@@ -52,6 +56,13 @@ REGISTRY = web.AppKey("registry", RoomRegistry)
 SOCKETS = web.AppKey("sockets", set)
 POOL = web.AppKey("pool", WorkerPool)
 LIMITER = web.AppKey("limiter", FailureLimiter)
+LAG_PROBE = web.AppKey("lag_probe", LoopLagProbe)
+
+# Sent to every client before the server closes its WebSocket on shutdown.
+SHUTDOWN_MESSAGE = {
+    "type": "closing",
+    "message": "The server is restarting. The page reconnects when it is back.",
+}
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -219,7 +230,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws,
         request.app[STORAGE],
         request.app[REGISTRY],
-        [{"urls": [url]} for url in settings.ice_servers],
+        lambda participant_id: ice_servers_for(settings, participant_id),
         request.remote or "?",
         abort=lambda: request.transport.abort() if request.transport else None,
         limiter=request.app[LIMITER],
@@ -249,8 +260,39 @@ async def front_room_info(request: web.Request) -> web.Response:
     return await relay_api(request, request.app[POOL])
 
 
-async def healthz(request: web.Request) -> web.Response:
+def health_response(problems: list[str]) -> web.Response:
+    if problems:
+        return web.json_response(
+            {"status": "unavailable", "problems": problems}, status=503
+        )
     return web.json_response({"status": "ok"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Return 200 when the database and the media path are usable, else 503."""
+    problems = [
+        problem
+        for problem in (
+            await database_problem(request.app[STORAGE]),
+            media_problem(),
+        )
+        if problem is not None
+    ]
+    if problems:
+        logger.warning("x health check failed: %s", "; ".join(problems))
+    return health_response(problems)
+
+
+async def front_healthz(request: web.Request) -> web.Response:
+    """Return 200 when every worker reports itself healthy, else 503."""
+    problems = await request.app[POOL].health_problems()
+    if problems:
+        logger.warning("x health check failed: %s", "; ".join(problems))
+    return health_response(problems)
+
+
+async def worker_ready(request: web.Request) -> web.Response:
+    return web.json_response({"status": "started"})
 
 
 def process_stats() -> dict[str, Any]:
@@ -286,7 +328,71 @@ def local_stats(app: web.Application) -> dict[str, Any]:
         }
         for room_id, room in registry.rooms.items()
     }
-    return {"process": process_stats(), "sfu": counters.as_dict(), "rooms": rooms}
+    gauges = room_gauges(registry.rooms.values())
+    gauges["peer_connections"] = counters.peer_connections
+    return {
+        "process": process_stats(),
+        "sfu": counters.as_dict(),
+        "rooms": rooms,
+        "gauges": gauges,
+        "loop_lag": app[LAG_PROBE].take_max(),
+        "websockets": len(app[SOCKETS]),
+    }
+
+
+def front_report(app: web.Application) -> dict[str, Any]:
+    """Return the front process's own numbers, in the form of local_stats."""
+    return {
+        "process": process_stats(),
+        "sfu": {},
+        "gauges": {},
+        "loop_lag": app[LAG_PROBE].take_max(),
+    }
+
+
+def check_metrics_access(request: web.Request) -> None:
+    """Allow the metrics token or the admin token; 404 when neither is set."""
+    settings = request.app[SETTINGS]
+    accepted = [t for t in (settings.metrics_token, settings.admin_token) if t]
+    if not accepted:
+        raise web.HTTPNotFound()
+    given = (bearer_token(request) or "").encode()
+    # Compare with every token, so the time taken does not tell which matched.
+    matches = [hmac.compare_digest(given, t.reveal().encode()) for t in accepted]
+    if not any(matches):
+        raise web.HTTPForbidden(
+            text='{"error": {"code": "forbidden"}}', content_type="application/json"
+        )
+
+
+def metrics_response(text: str) -> web.Response:
+    return web.Response(
+        body=text.encode("utf-8"),
+        headers={
+            # Version 0.0.4 is the name of Prometheus' text exposition format.
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    check_metrics_access(request)
+    report = local_stats(request.app)
+    return metrics_response(render({"main": report}, report["websockets"]))
+
+
+async def front_metrics(request: web.Request) -> web.Response:
+    """Return the metrics summed over the front and every worker."""
+    check_metrics_access(request)
+    try:
+        workers = await request.app[POOL].stats()
+    except WorkerUnavailable as error:
+        logger.warning("x metrics incomplete: %s", error)
+        raise web.HTTPServiceUnavailable(text="a worker is restarting\n") from error
+    reports = {f"worker-{index}": w for index, w in enumerate(workers)}
+    reports["front"] = front_report(request.app)
+    return metrics_response(render(reports, len(request.app[SOCKETS])))
 
 
 async def admin_stats(request: web.Request) -> web.Response:
@@ -323,17 +429,10 @@ async def front_admin_stats(request: web.Request) -> web.Response:
     return web.json_response(total)
 
 
-async def close_everything(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
-    await app[REGISTRY].close()
-
-
 def page_routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/", index_page),
         web.get("/r/{room_id}", room_page),
-        web.get("/healthz", healthz),
         web.static("/static", STATIC_DIR),
     ]
 
@@ -359,8 +458,33 @@ def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> N
 
 
 async def close_sockets(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    """Tell every client that the server shuts down, then close its WebSocket."""
+    sockets = list(app[SOCKETS])
+    if sockets:
+        logger.info("shutting down: closing %d WebSockets", len(sockets))
+    await asyncio.gather(*(close_for_shutdown(ws) for ws in sockets))
+
+
+async def close_for_shutdown(ws: web.WebSocketResponse) -> None:
+    try:
+        await asyncio.wait_for(ws.send_json(SHUTDOWN_MESSAGE), CLOSE_TIMEOUT)
+    except (ConnectionError, RuntimeError, asyncio.TimeoutError) as error:
+        logger.info("shutdown message not sent: %s", error)
+    try:
+        await asyncio.wait_for(
+            ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"),
+            CLOSE_TIMEOUT,
+        )
+    except asyncio.TimeoutError:
+        logger.info("a client did not take the close frame in time")
+
+
+async def start_lag_probe(app: web.Application) -> None:
+    app[LAG_PROBE].start()
+
+
+async def stop_lag_probe(app: web.Application) -> None:
+    await app[LAG_PROBE].stop()
 
 
 async def close_rooms(app: web.Application) -> None:
@@ -371,7 +495,10 @@ def new_app(settings: Settings, middlewares: list[Any]) -> web.Application:
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[SOCKETS] = set()
+    app[LAG_PROBE] = LoopLagProbe()
+    app.on_startup.append(start_lag_probe)
     app.on_shutdown.append(close_sockets)
+    app.on_cleanup.append(stop_lag_probe)
     return app
 
 
@@ -384,6 +511,8 @@ def build_app(settings: Settings, storage: Storage) -> web.Application:
     app.add_routes(
         [
             *page_routes(),
+            web.get("/healthz", healthz),
+            web.get("/metrics", metrics),
             web.get("/api/rooms/{room_id}", room_info),
             *booking_routes(),
             web.get("/api/admin/stats", admin_stats),
@@ -411,6 +540,8 @@ def build_front_app(settings: Settings) -> web.Application:
     app.add_routes(
         [
             *page_routes(),
+            web.get("/healthz", front_healthz),
+            web.get("/metrics", front_metrics),
             web.get("/api/rooms/{room_id}", front_room_info),
             web.route("*", "/api/rooms/{room_id}/{rest:.+}", front_room_info),
             web.get("/api/admin/stats", front_admin_stats),
@@ -439,6 +570,7 @@ def build_worker_app(settings: Settings, storage: Storage) -> web.Application:
     app.add_routes(
         [
             web.get("/healthz", healthz),
+            web.get("/internal/ready", worker_ready),
             web.get("/api/rooms/{room_id}", room_info),
             *booking_routes(),
             web.get("/internal/stats", worker_stats),

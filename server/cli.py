@@ -9,12 +9,15 @@ import re
 import sqlite3
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, check_serve_settings, load_settings
 from .invites import make_link
+from .logformat import JsonFormatter
 from .storage import (
     MAX_ROOM_LIMIT,
     MIN_ROOM_LIMIT,
@@ -34,6 +37,7 @@ DEFAULT_ROOM_NAME = "Coworking room"
 MAX_ROOMS_AT_STARTUP = 10  # rooms whose links `serve` prints, the rest are counted
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HOST_LABEL = "Host link (keep it private)"
+HEALTH_TIMEOUT = 5.0  # seconds for the `health` command's request
 
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -120,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         " (env COWORKING_WORKERS, default 0)",
     )
     serve.set_defaults(command=_run_serve)
+
+    health = commands.add_parser(
+        "health",
+        help="check the running server's /healthz, for container health checks",
+        description="Request /healthz from the server on this machine, at"
+        " COWORKING_HOST and COWORKING_PORT. Exit with status 0 when it is ready"
+        " and 1 otherwise.",
+    )
+    health.set_defaults(command=_run_health)
 
     worker = commands.add_parser("worker", parents=[database, links])
     worker.add_argument("--socket", required=True, help=argparse.SUPPRESS)
@@ -219,15 +232,19 @@ def _load_settings(args: argparse.Namespace) -> Settings:
     return load_settings(overrides)
 
 
-def configure_logging(level: str, process_name: str = "") -> None:
-    """Send log records of `level` and above to stdout, with time, level and logger."""
-    log_format = LOG_FORMAT.replace("%(name)s", f"{process_name} %(name)s", 1)
-    logging.basicConfig(
-        level=level,
-        stream=sys.stdout,
-        format=log_format if process_name else LOG_FORMAT,
-        force=True,
-    )
+def configure_logging(
+    level: str, process_name: str = "", log_format: str = "text"
+) -> None:
+    """Send log records of `level` and above to stdout, as text or as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(process_name.strip("[]")))
+    else:
+        text_format = LOG_FORMAT
+        if process_name:
+            text_format = LOG_FORMAT.replace("%(name)s", f"{process_name} %(name)s", 1)
+        handler.setFormatter(logging.Formatter(text_format))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # aioice logs every connectivity check and aiohttp every request at
         # info level; both are per-message detail here.
@@ -251,19 +268,40 @@ def _newest_usable(invites: list[Invite], role: str, now: float) -> Invite | Non
     return max(usable, key=lambda invite: invite.created_at, default=None)
 
 
+# health
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{settings.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT) as response:
+            print(response.read().decode("utf-8", "replace"))
+            return 0
+    except urllib.error.HTTPError as error:
+        print(f"{url}: HTTP {error.code} {error.read().decode('utf-8', 'replace')}")
+    except (urllib.error.URLError, OSError) as error:
+        print(f"{url}: {error}")
+    return 1
+
+
 # serve
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
-    configure_logging(settings.log_level)
+    check_serve_settings(settings)
+    configure_logging(settings.log_level, log_format=settings.log_format)
     return asyncio.run(_serve(settings))
 
 
 def _run_worker(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     socket_path = Path(args.socket)
-    configure_logging(settings.log_level, f"[{socket_path.stem}]")
+    configure_logging(settings.log_level, f"[{socket_path.stem}]", settings.log_format)
     return asyncio.run(_work(settings, socket_path))
 
 

@@ -17,8 +17,13 @@ from .storage import MAX_ROOM_LIMIT, MIN_ROOM_LIMIT
 MAX_WORKERS = 64
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 ICE_SERVER_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
-MIN_ADMIN_TOKEN_LENGTH = 16
+TURN_SCHEMES = ("turn:", "turns:")
+MIN_SECRET_LENGTH = 16
+# Lifetime of the TURN credentials handed to a participant, in seconds.
+MIN_TURN_TTL = 60
+MAX_TURN_TTL = 7 * 86400
 DOTENV_PATH = Path(".env")
 
 
@@ -68,12 +73,21 @@ class Settings:
     ice_host_addresses: tuple[str, ...] = ()
     # STUN and TURN URLs for browsers and for the server's peer connections. There is
     # deliberately no public default server.
-    # NOTE: browsers reject turn: and turns: URLs without a username and credential,
-    # and this setting cannot carry those yet.
+    # Browsers reject turn: and turns: URLs here, which carry no credentials:
+    # configure TURN servers with turn_urls and turn_secret instead.
     ice_servers: tuple[str, ...] = ()
     admin_token: Secret | None = None  # bearer token for /api/admin/stats
+    # Bearer token for /metrics. The admin token is accepted there too.
+    metrics_token: Secret | None = None
+    # TURN servers for browsers (turn: or turns: URLs) and the secret they share
+    # with this server, from which it derives credentials per participant.
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: Secret | None = None
+    # Long enough for a working day in one session, see docs/hosting.md.
+    turn_ttl: int = 12 * 3600
     room_limit: int = 25  # participant limit for new rooms
     log_level: str = "INFO"
+    log_format: str = "text"  # "json" writes one JSON object per line
     # Worker processes that host rooms; 0 means one per CPU core. With one worker
     # everything runs in a single process.
     workers: int = 0
@@ -132,6 +146,11 @@ ENVIRONMENT_VARIABLES = {
     "trusted_proxies": "COWORKING_TRUSTED_PROXIES",
     "slot_early_minutes": "COWORKING_SLOT_EARLY_MINUTES",
     "session_plan": "COWORKING_SESSION_PLAN",
+    "metrics_token": "COWORKING_METRICS_TOKEN",
+    "turn_urls": "COWORKING_TURN_URLS",
+    "turn_secret": "COWORKING_TURN_SECRET",
+    "turn_ttl": "COWORKING_TURN_TTL",
+    "log_format": "COWORKING_LOG_FORMAT",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -183,7 +202,48 @@ def load_settings(
         else:
             continue
         values[field_name] = _PARSERS[field_name](raw, source)
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    check_required(settings)
+    return settings
+
+
+def check_required(settings: Settings) -> None:
+    """Raise ConfigError naming the variable that another setting requires."""
+    if settings.turn_urls and settings.turn_secret is None:
+        raise ConfigError(
+            "COWORKING_TURN_SECRET is missing: it is required when"
+            " COWORKING_TURN_URLS is set, and must be the static-auth-secret of"
+            " the TURN server"
+        )
+    if settings.turn_secret is not None and not settings.turn_urls:
+        raise ConfigError(
+            "COWORKING_TURN_URLS is missing: it is required when"
+            " COWORKING_TURN_SECRET is set, such as turn:cowork.example.org:3478"
+        )
+
+
+def check_serve_settings(settings: Settings) -> None:
+    """Raise ConfigError for settings that `serve` needs beyond load_settings.
+
+    A server that listens on a non-loopback address is meant for other
+    machines, so links built from the listening address would be wrong.
+    """
+    if settings.public_url or _is_loopback(settings.host):
+        return
+    raise ConfigError(
+        f"COWORKING_PUBLIC_URL is missing: it is required when the server listens"
+        f" on {settings.host}, because invite links must carry the address that"
+        " browsers use, such as https://cowork.example.org"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
@@ -378,7 +438,7 @@ def _parse_ice_servers(value: object, source: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
-def _parse_admin_token(value: object, source: str) -> Secret | None:
+def _parse_secret(value: object, source: str) -> Secret | None:
     if isinstance(value, Secret):
         value = value.reveal()
     if not isinstance(value, str):
@@ -387,15 +447,38 @@ def _parse_admin_token(value: object, source: str) -> Secret | None:
     if not token:
         return None
     # The messages give only the length, because the value is a secret.
-    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+    if len(token) < MIN_SECRET_LENGTH:
         raise ConfigError(
-            f"{source} must be at least {MIN_ADMIN_TOKEN_LENGTH} characters long, got"
+            f"{source} must be at least {MIN_SECRET_LENGTH} characters long, got"
             f" {len(token)} characters. Generate one with: python3 -c 'import"
             " secrets; print(secrets.token_urlsafe(24))'"
         )
     if any(character.isspace() or not character.isprintable() for character in token):
         raise ConfigError(f"{source} must not contain spaces or control characters")
     return Secret(token)
+
+
+def _parse_turn_urls(value: object, source: str) -> tuple[str, ...]:
+    urls = _parse_ice_servers(value, source)
+    for url in urls:
+        if not url.startswith(TURN_SCHEMES):
+            raise ConfigError(
+                f"{source} must list turn: or turns: URLs only, got {url!r}"
+            )
+    return urls
+
+
+def _parse_turn_ttl(value: object, source: str) -> int:
+    return _parse_integer(value, source, MIN_TURN_TTL, MAX_TURN_TTL)
+
+
+def _parse_log_format(value: object, source: str) -> str:
+    log_format = value.strip().lower() if isinstance(value, str) else None
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"{source} must be one of {', '.join(LOG_FORMATS)}, got {value!r}"
+        )
+    return log_format
 
 
 def _parse_log_level(value: object, source: str) -> str:
@@ -425,7 +508,12 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "public_url": _parse_public_url,
     "ice_host_addresses": _parse_ip_addresses,
     "ice_servers": _parse_ice_servers,
-    "admin_token": _parse_admin_token,
+    "admin_token": _parse_secret,
+    "metrics_token": _parse_secret,
+    "turn_urls": _parse_turn_urls,
+    "turn_secret": _parse_secret,
+    "turn_ttl": _parse_turn_ttl,
+    "log_format": _parse_log_format,
     "room_limit": _parse_room_limit,
     "log_level": _parse_log_level,
     "workers": _parse_workers,

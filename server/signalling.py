@@ -49,7 +49,7 @@ class Session:
         ws: web.WebSocketResponse,
         storage: Storage,
         registry: RoomRegistry,
-        ice_servers: list[dict[str, Any]],
+        ice_servers: Callable[[str], list[dict[str, Any]]],
         remote: str,
         abort: Callable[[], None] = lambda: None,
         limiter: FailureLimiter | None = None,
@@ -61,6 +61,8 @@ class Session:
         # Drops the connection without a close handshake.
         self.abort = abort
         self.limiter = limiter or FailureLimiter()
+        # Returns the ICE servers for a participant id. Called only after
+        # admission, because TURN credentials must not reach unadmitted clients.
         self.ice_servers = ice_servers
         self.storage = storage
         self.registry = registry
@@ -279,7 +281,7 @@ class Session:
                 },
                 "room": {"id": info.id, "name": info.name, "limit": info.limit},
                 "slots": room.initial_slots(),
-                "ice_servers": self.ice_servers,
+                "ice_servers": self.ice_servers(participant.id),
             }
         )
 

@@ -373,6 +373,17 @@ class SqliteStorage(Storage):
             self._executor.shutdown(wait=True)
         logger.debug("Closed database %s", self.path)
 
+    async def check(self) -> None:
+        """Raise StorageError or sqlite3.Error unless the database can be read and
+        its file and folder can be written."""
+        await self._run(self._check)
+
+    def _check(self) -> None:
+        self._connection.execute("SELECT 1 FROM rooms LIMIT 1").fetchall()
+        for target in (self.path, self.path.parent):
+            if not os.access(target, os.W_OK):
+                raise StorageError(f"{target} is not writable")
+
     async def _run(self, function: Callable[..., _T], *args: object) -> _T:
         if self._closed:
             raise StorageError(f"Database {self.path} is already closed")

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
 MAX_RELAYED_BODY = 64 * 1024
+# Answers once the worker listens; /healthz also checks the database and media.
+READY_URL = "http://worker/internal/ready"
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0)
 FORWARDED_FOR = "X-Forwarded-For"
 # Close codes that RFC 6455 section 7.4.1 forbids in a close frame.
@@ -102,7 +104,7 @@ class Worker:
                     f"worker {self.index} exited with status {self.process.returncode}"
                 )
             try:
-                async with self.client.get("http://worker/healthz") as response:
+                async with self.client.get(READY_URL) as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
@@ -184,6 +186,24 @@ class WorkerPool:
             await asyncio.gather(self._supervisor, return_exceptions=True)
         await asyncio.gather(*(worker.stop() for worker in self.workers))
         shutil.rmtree(self._folder, ignore_errors=True)
+
+    async def health_problems(self) -> list[str]:
+        """Return what each unhealthy worker reports; empty when all are healthy."""
+
+        async def one(worker: Worker) -> list[str]:
+            if worker.client is None:
+                return [f"worker {worker.index}: restarting"]
+            try:
+                async with worker.client.get("http://worker/healthz") as reply:
+                    if reply.status == 200:
+                        return []
+                    body = await reply.json()
+                    return [f"worker {worker.index}: {p}" for p in body["problems"]]
+            except (aiohttp.ClientError, ValueError, KeyError, TypeError) as error:
+                return [f"worker {worker.index}: unreachable ({error})"]
+
+        results = await asyncio.gather(*(one(w) for w in self.workers))
+        return [problem for problems in results for problem in problems]
 
     async def stats(self) -> list[dict[str, Any]]:
         """Return each worker's counters; raise WorkerUnavailable if one is down."""

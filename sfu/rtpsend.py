@@ -164,7 +164,10 @@ class FrameSender:
                 timestamp,
                 payload,
             )
-            transport.sendto(srtp.protect(header + extension_block + payload), address)
+            packet = srtp.protect(header + extension_block + payload)
+            transport.sendto(packet, address)
+            counters.rtp_packets_forwarded += 1
+            counters.rtp_bytes_forwarded += len(packet)
             octets += len(payload)
             sequence = (sequence + 1) & 0xFFFF
         self._sequence = sequence

@@ -12,6 +12,8 @@ class Counters:
     frames_received: int = 0
     frames_forwarded: int = 0
     frames_dropped: int = 0
+    rtp_packets_forwarded: int = 0
+    rtp_bytes_forwarded: int = 0
     keyframe_requests: int = 0
     retransmissions: int = 0
     forwarders: int = 0

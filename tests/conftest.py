@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.network import require_loopback_only  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
+from tests.support.turn import TurnServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,23 @@ async def server(
     await process.stop()
     # Shown by pytest only when a test failed.
     print("server output:\n" + process.log_text())
+
+
+@pytest.fixture(scope="session")
+async def turn_relay(
+    tmp_path_factory: pytest.TempPathFactory, loopback_only: None
+) -> AsyncIterator[TurnServer]:
+    """Debian's coturn on loopback with the compose file's configuration."""
+    if not TurnServer.available():
+        message = "coturn's turnserver is not installed (Debian package coturn)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    relay = TurnServer(tmp_path_factory.mktemp("turn"))
+    await relay.start()
+    yield relay
+    await relay.stop()
+    print("turnserver output:\n" + relay.log_text())
 
 
 @pytest.fixture(scope="session", autouse=True)

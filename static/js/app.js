@@ -20,6 +20,7 @@ import {
 } from './media.js';
 import {TileGrid} from './tiles.js';
 import {Coworking} from './coworking.js';
+import {checkConnectivity} from './connectivity.js';
 import {e2e, installTestHooks, watchFirstFrame} from './e2e.js';
 import {ChatPanel} from './chat.js';
 import {HostControls} from './moderation.js';
@@ -94,6 +95,10 @@ const ui = {
     /** @type {HTMLElement} */ roomControls: byId('room-controls'),
     /** @type {HTMLButtonElement} */ soundNotice: byId('sound-notice'),
     /** @type {HTMLButtonElement} */ leave: byId('leave'),
+    /** @type {HTMLButtonElement} */ checkConnection: byId('check-connection'),
+    /** @type {HTMLElement} */ connectivity: byId('connectivity'),
+    /** @type {HTMLElement} */ connectivityRunning: byId('connectivity-running'),
+    /** @type {HTMLElement} */ connectivityResults: byId('connectivity-results'),
     /** @type {HTMLElement} */ left: byId('left'),
     /** @type {HTMLButtonElement} */ rejoin: byId('rejoin'),
     /** @type {HTMLElement} */ mediaControls: byId('media-controls'),
@@ -142,6 +147,9 @@ const app = {
     publishedState: null,
     /** @type {string|null} */
     localTileId: null,
+    /** Latest notice from the server, shown until the page reconnects. */
+    /** @type {string|null} */
+    serverNotice: null,
     /** Remote streams by participant id, kept until the tile exists. */
     /** @type {Map<string, MediaStream>} */
     streams: new Map(),
@@ -318,6 +326,7 @@ function bindEvents() {
     presence.onchange = () => renderLocalMedia();
     ui.joinForm.addEventListener('submit', onJoinSubmit);
     ui.leave.addEventListener('click', leaveRoom);
+    ui.checkConnection.addEventListener('click', runConnectivityCheck);
     ui.rejoin.addEventListener('click', rejoinRoom);
     ui.copyInvite.addEventListener('click', copyInviteUrl);
     ui.toggleMic.addEventListener('click', () => enqueueMediaTask(toggleMicrophone));
@@ -874,6 +883,7 @@ function joinRoom(clickedAt) {
     connection.onerror = (code, message) => current() && onConnectionError(code, message);
     connection.onstatus = (status) => current() && onConnectionStatus(status);
     connection.ondata = (message) => current() && onData(message);
+    connection.onnotice = (text) => current() && onServerNotice(text);
 
     app.connection = connection;
     coworking.attach(connection, app.role);
@@ -966,9 +976,7 @@ function onData(message) {
     case 'clock':
         presence.onClock(message);
         break;
-    default:
-        console.warn(
-            `Ignored a data-channel message of unknown type "${message?.type}".`);
+    // Other types, such as coffee, have handlers of their own.
     }
 }
 
@@ -982,14 +990,26 @@ async function onMutedByHost() {
     showMessage(MUTED_BY_HOST_MESSAGE, 'info');
 }
 
+ * Shows a notice such as the server's restart message until the page is
+ * connected again.
+ * @param {string} text
+ */
+function onServerNotice(text) {
+    if (text) {
+        app.serverNotice = text;
+        showStatus(text);
+    }
+}
+
 /** @param {import('./protocol.js').ConnectionStatus} status */
 function onConnectionStatus(status) {
     if (status === 'connecting') {
-        showStatus('Connecting…');
+        showStatus(app.serverNotice ?? 'Connecting…');
     } else if (status === 'connected') {
+        app.serverNotice = null;
         showStatus(null);
     } else if (status === 'reconnecting') {
-        showStatus('Connection lost. Reconnecting…');
+        showStatus(app.serverNotice ?? 'Connection lost. Reconnecting…');
         if (e2e.phase === 'joined') {
             setPhase('joining');
         }
@@ -1023,6 +1043,37 @@ function onConnectionError(code, message) {
     setPhase('error');
 }
 
+/**
+ * Tests whether this browser reaches the server's media directly and
+ * through TURN, and lists the results as text.
+ */
+async function runConnectivityCheck() {
+    const connection = app.connection;
+    if (!connection) {
+        return;
+    }
+    ui.checkConnection.disabled = true;
+    ui.connectivity.hidden = false;
+    ui.connectivityRunning.hidden = false;
+    ui.connectivityResults.replaceChildren();
+    delete ui.connectivity.dataset.direct;
+    delete ui.connectivity.dataset.turn;
+    try {
+        const result = await checkConnectivity(connection);
+        ui.connectivityResults.replaceChildren(...result.lines.map((line) => {
+            const item = document.createElement('li');
+            item.textContent = line;
+            return item;
+        }));
+        // Read by the browser tests.
+        ui.connectivity.dataset.direct = result.direct;
+        ui.connectivity.dataset.turn = result.turn;
+    } finally {
+        ui.connectivityRunning.hidden = true;
+        ui.checkConnection.disabled = false;
+    }
+}
+
 /** Removes all tiles and remote streams, and the status line. */
 function resetRoomView() {
     coworking.detach();
@@ -1032,6 +1083,7 @@ function resetRoomView() {
     app.localTileId = null;
     app.streams.clear();
     ui.soundNotice.hidden = true;
+    ui.connectivity.hidden = true;
     showStatus(null);
 }
 

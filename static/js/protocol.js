@@ -137,6 +137,17 @@ export class RoomConnection {
 
         /** @type {(welcome: object) => void} */
         this.onwelcome = () => {};
+        /**
+         * A notice from the server to show, such as the `closing` message
+         * before a restart. The connection goes on by itself.
+         * @type {(text: string) => void}
+         */
+        this.onnotice = () => {};
+        /**
+         * ICE servers from the latest `welcome`, TURN credentials included.
+         * @type {RTCIceServer[]}
+         */
+        this.iceServers = [];
         /** @type {(participant: Participant) => void} */
         this.onparticipant = () => {};
         /**
@@ -324,6 +335,35 @@ export class RoomConnection {
     }
 
     /**
+     * Describes the media connection of the current session: its state and
+     * the candidate types and protocol of the selected pair, which are null
+     * while no pair is selected.
+     * @returns {Promise<{state: string, localType: string|null,
+     *     remoteType: string|null, protocol: string|null}>}
+     */
+    async describeMediaPath() {
+        const session = this.session;
+        const result = {state: 'none', localType: null, remoteType: null, protocol: null};
+        if (!session || !session.pc || session.closed) {
+            return result;
+        }
+        result.state = session.pc.connectionState;
+        const report = await session.pc.getStats();
+        report.forEach((stat) => {
+            if (stat.type !== 'transport' || !stat.selectedCandidatePairId) {
+                return;
+            }
+            const pair = report.get(stat.selectedCandidatePairId);
+            const local = pair && report.get(pair.localCandidateId);
+            const remote = pair && report.get(pair.remoteCandidateId);
+            result.localType = local?.candidateType ?? null;
+            result.remoteType = remote?.candidateType ?? null;
+            result.protocol = local?.protocol ?? null;
+        });
+        return result;
+    }
+
+    /**
      * Tells the server whether to send video: a page that shows none, such
      * as a hidden tab, saves the server and its own link the cost.
      * @param {boolean} shown
@@ -470,6 +510,9 @@ export class RoomConnection {
             break;
         case 'pong':
             break;
+        case 'closing':
+            this.onnotice(typeof message.message === 'string' ? message.message : '');
+            break;
         case 'error':
             this.#onServerError(session, message);
             break;
@@ -529,10 +572,11 @@ export class RoomConnection {
         session.participantId = participantId;
         session.lastPingAt = performance.now();
         this.ownIds.add(participantId);
+        this.iceServers = toIceServers(welcome.ice_servers);
         this.onwelcome(welcome);
 
         const pc = new RTCPeerConnection({
-            iceServers: toIceServers(welcome.ice_servers),
+            iceServers: this.iceServers,
             bundlePolicy: 'max-bundle',
         });
         session.pc = pc;

@@ -13,6 +13,7 @@ from server.cli import _create_default_room, _format_startup_links
 from server.config import Settings
 from server.invites import InviteError, admit
 from server.storage import ROLE_GUEST, ROLE_HOST, SqliteStorage
+from tests.support.server import free_port
 
 LINK = re.compile(
     r"(?P<base>https?://[^ ]+)/r/(?P<room>[A-Za-z0-9_-]{16})"
@@ -556,3 +557,26 @@ def test_invite_for_unknown_slot(tmp_path: Path) -> None:
     )
     assert_one_line_error(result)
     assert "Slot not found" in result.stderr
+def test_serve_on_all_interfaces_needs_public_url(tmp_path: Path) -> None:
+    result = run_coworking(tmp_path, "serve", "--host=0.0.0.0", "--port=1")
+
+    assert result.returncode == 1
+    assert "COWORKING_PUBLIC_URL is missing" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_serve_turn_urls_need_secret(tmp_path: Path) -> None:
+    result = run_coworking(
+        tmp_path, "serve", env={"COWORKING_TURN_URLS": "turn:127.0.0.1:3478"}
+    )
+
+    assert result.returncode == 1
+    assert "COWORKING_TURN_SECRET is missing" in result.stderr
+
+
+def test_health_fails_without_server(tmp_path: Path) -> None:
+    port = str(free_port())
+    result = run_coworking(tmp_path, "health", env={"COWORKING_PORT": port})
+
+    assert result.returncode == 1
+    assert f"http://127.0.0.1:{port}/healthz" in result.stdout

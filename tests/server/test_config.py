@@ -6,6 +6,7 @@ from server.config import (
     ConfigError,
     Secret,
     Settings,
+    check_serve_settings,
     load_settings,
     settings_environment,
 )
@@ -393,3 +394,110 @@ def test_session_plan_round_trip() -> None:
 def test_session_plan_invalid(value: str) -> None:
     with pytest.raises(ConfigError, match="COWORKING_SESSION_PLAN"):
         load_settings(environ={"COWORKING_SESSION_PLAN": value})
+TURN_SECRET = "turn-secret-0123456789-abcdef"
+METRICS_TOKEN = "metrics-token-0123456789-abc"
+
+
+def test_turn_settings_from_environment() -> None:
+    settings = load_settings(
+        environ={
+            "COWORKING_TURN_URLS": "turn:t.example.org:3478, turns:t.example.org",
+            "COWORKING_TURN_SECRET": TURN_SECRET,
+            "COWORKING_TURN_TTL": "900",
+        }
+    )
+
+    assert settings.turn_urls == ("turn:t.example.org:3478", "turns:t.example.org")
+    assert settings.turn_secret == Secret(TURN_SECRET)
+    assert settings.turn_ttl == 900
+
+
+def test_turn_urls_without_secret_names_variable() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"COWORKING_TURN_URLS": "turn:t.example.org"})
+
+    assert str(raised.value).startswith("COWORKING_TURN_SECRET is missing")
+
+
+def test_turn_secret_without_urls_names_variable() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"COWORKING_TURN_SECRET": TURN_SECRET})
+
+    assert str(raised.value).startswith("COWORKING_TURN_URLS is missing")
+
+
+def test_turn_urls_reject_stun() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            environ={
+                "COWORKING_TURN_URLS": "stun:t.example.org",
+                "COWORKING_TURN_SECRET": TURN_SECRET,
+            }
+        )
+
+    assert "turn: or turns: URLs only" in str(raised.value)
+
+
+def test_turn_secret_too_short_hides_value() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            environ={
+                "COWORKING_TURN_URLS": "turn:t.example.org",
+                "COWORKING_TURN_SECRET": "tiny-secret",
+            }
+        )
+
+    assert "COWORKING_TURN_SECRET must be at least 16" in str(raised.value)
+    assert "tiny-secret" not in str(raised.value)
+
+
+def test_settings_repr_hides_every_secret() -> None:
+    settings = load_settings(
+        environ={
+            "COWORKING_ADMIN_TOKEN": ADMIN_TOKEN,
+            "COWORKING_METRICS_TOKEN": METRICS_TOKEN,
+            "COWORKING_TURN_URLS": "turn:t.example.org",
+            "COWORKING_TURN_SECRET": TURN_SECRET,
+        }
+    )
+
+    for secret in (ADMIN_TOKEN, METRICS_TOKEN, TURN_SECRET):
+        assert secret not in repr(settings)
+        assert secret not in str(settings)
+    assert repr(settings).count("Secret('**********')") == 3
+
+
+def test_log_format_json_or_text() -> None:
+    assert load_settings(environ={}).log_format == "text"
+    assert load_settings(environ={"COWORKING_LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"COWORKING_LOG_FORMAT": "xml"})
+    assert "COWORKING_LOG_FORMAT must be one of text, json" in str(raised.value)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "cowork.lan"])
+def test_serve_on_network_needs_public_url(host: str) -> None:
+    settings = load_settings({"host": host}, environ={})
+
+    with pytest.raises(ConfigError) as raised:
+        check_serve_settings(settings)
+
+    assert str(raised.value).startswith("COWORKING_PUBLIC_URL is missing")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_serve_on_loopback_needs_no_public_url(host: str) -> None:
+    check_serve_settings(load_settings({"host": host}, environ={}))
+
+
+def test_turn_settings_round_trip() -> None:
+    settings = load_settings(
+        environ={
+            "COWORKING_METRICS_TOKEN": METRICS_TOKEN,
+            "COWORKING_TURN_URLS": "turn:t.example.org",
+            "COWORKING_TURN_SECRET": TURN_SECRET,
+            "COWORKING_LOG_FORMAT": "json",
+        }
+    )
+
+    assert load_settings(environ=settings_environment(settings)) == settings

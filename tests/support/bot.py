@@ -13,6 +13,8 @@ import aiohttp
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -73,6 +75,9 @@ class Bot:
         self.grow_slots = True
         # Whether to send ICE candidates in candidate messages after the offer.
         self.trickle = False
+        # Whether to gather relay candidates only, through the TURN servers
+        # that `welcome` names; otherwise the bot uses no ICE server.
+        self.relay_only = False
         self.session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.pc: RTCPeerConnection | None = None
@@ -143,9 +148,7 @@ class Bot:
         self._ws_reader = asyncio.create_task(self._read_ws())
 
     async def _negotiate(self, slots: int) -> None:
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        self.pc = RTCPeerConnection(self._configuration())
         self.pc.addTransceiver(self.audio or "audio", direction="sendonly")
         self.pc.addTransceiver(self.video or "video", direction="sendonly")
         self.channel = self.pc.createDataChannel("state")
@@ -160,6 +163,25 @@ class Bot:
             if message["type"] == "error":
                 raise RuntimeError(f"offer refused: {message}")
         await self._apply_answer(message)
+
+    def _configuration(self) -> RTCConfiguration:
+        if not self.relay_only:
+            return RTCConfiguration(
+                iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
+        servers = [
+            RTCIceServer(
+                urls=server["urls"],
+                username=server.get("username"),
+                credential=server.get("credential"),
+            )
+            for server in self.welcome["ice_servers"]
+        ]
+        return RTCConfiguration(
+            iceServers=servers,
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+        )
 
     async def _offer(self, slots: int) -> None:
         """Grow the receive slots to ``slots`` pairs and send an offer."""
