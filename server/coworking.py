@@ -13,11 +13,19 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import rooms, schedule
+from . import schedule
 from .coffee import CoffeeBreaks
+from .limits import TokenBucket
 from .moderation import handle_host_message, host_action
 from .protocol import ProtocolError, bad_message
-from .session import BREAK_PHASES, MAX_ROUNDS, MIN_PHASE_SECONDS, Clock, ClockError, Plan
+from .session import (
+    BREAK_PHASES,
+    MAX_ROUNDS,
+    MIN_PHASE_SECONDS,
+    Clock,
+    ClockError,
+    Plan,
+)
 
 if TYPE_CHECKING:
     from .rooms import Participant, Room
@@ -38,7 +46,7 @@ class CoworkingSession:
         # Called with every clock message after the room has it, e.g. to set
         # statuses from the phase.
         self.clock_listeners: list[Callable[[dict[str, Any]], None]] = []
-        self._limits: dict[str, rooms.TokenBucket] = {}
+        self._limits: dict[str, TokenBucket] = {}
         self._previous_phase = self.clock.phase
 
     def group_of(self, participant_id: str) -> str | None:
@@ -84,7 +92,7 @@ class CoworkingSession:
     def _check_rate(self, participant: Participant) -> None:
         bucket = self._limits.get(participant.id)
         if bucket is None:
-            bucket = rooms.TokenBucket(CONTROL_RATE, CONTROL_BURST)
+            bucket = TokenBucket(CONTROL_RATE, CONTROL_BURST)
             self._limits[participant.id] = bucket
         if not bucket.take():
             raise ProtocolError(

@@ -1,4 +1,4 @@
-"""Limits on failed admission attempts per client address."""
+"""Limits on failed admission attempts per client address, and rate buckets."""
 
 from __future__ import annotations
 
@@ -54,3 +54,20 @@ class FailureLimiter:
         oldest = self._clock() - self.window
         while failures and failures[0] < oldest:
             failures.popleft()
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True

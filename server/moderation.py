@@ -101,13 +101,17 @@ def host_action(name: str, description: str) -> Callable[[HostAction], HostActio
     return register
 
 
-def handle_host_message(room: Room, sender: Participant, message: dict[str, Any]) -> None:
+def handle_host_message(
+    room: Room, sender: Participant, message: dict[str, Any]
+) -> None:
     """Check a host message and run its action, or raise ProtocolError."""
     action = message.get("action")
     if not isinstance(action, str) or action not in HOST_ACTIONS:
         names = ", ".join(f'"{name}"' for name in sorted(HOST_ACTIONS))
-        unknown = f"Unknown host action {action[:32]!r}: " if isinstance(action, str) else ""
-        raise protocol.bad_message(f'{unknown}Field "action" must be one of {names}.')
+        text = f'Field "action" must be one of {names}.'
+        if isinstance(action, str):
+            text = f"Unknown host action {action[:32]!r}. {text}"
+        raise protocol.bad_message(text)
     if sender.role != ROLE_HOST:
         # The room logs this refusal, counted with the sender's bad messages.
         raise protocol.ProtocolError(

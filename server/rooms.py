@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,8 +20,8 @@ from sfu.peer import Peer
 from sfu.router import Router
 
 from . import chat, moderation, protocol
-from . import protocol
 from .coworking import CoworkingSession
+from .limits import TokenBucket
 from .session import Plan
 from .storage import Room as RoomInfo
 
@@ -56,23 +55,6 @@ class Signalling(Protocol):
     def send(self, message: dict[str, Any]) -> None: ...
 
     def disconnect(self, reason: str, code: int = ...) -> None: ...
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class Participant:

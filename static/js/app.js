@@ -990,6 +990,7 @@ async function onMutedByHost() {
     showMessage(MUTED_BY_HOST_MESSAGE, 'info');
 }
 
+/**
  * Shows a notice such as the server's restart message until the page is
  * connected again.
  * @param {string} text

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from aiortc import RTCConfiguration
 
+from server import schedule
+from server.coworking import clock_plan
 from server.protocol import ProtocolError
 from server.rooms import Participant, Room
-from server.session import Plan
+from server.session import MAX_ROUNDS, Plan
 from server.storage import Room as RoomInfo
 
 
@@ -91,3 +93,46 @@ async def test_group_of_follows_breaks() -> None:
     assert room.session.coffee.opted_in == {host.id}
     await room.close()
     assert room.session.clock._timer is None
+
+
+@pytest.mark.parametrize(
+    ("slot_plan", "expected"),
+    [
+        (
+            schedule.Plan(focus=1500, break_=300, long_break=900, rounds_before_long=4),
+            Plan(focus=1500, short_break=300, rounds=4, long_break=900),
+        ),
+        (
+            schedule.Plan(focus=3000, break_=600),
+            Plan(focus=3000, short_break=600, rounds=MAX_ROUNDS, long_break=600),
+        ),
+    ],
+)
+def test_clock_plan_of_slot(slot_plan: schedule.Plan, expected: Plan) -> None:
+    assert clock_plan(slot_plan) == expected
+
+
+async def test_slot_plan_waits_for_a_running_session() -> None:
+    room = make_room()
+    host = join(room, "host")
+    slot_plan = schedule.Plan(focus=1500, break_=300)
+    room.session.follow_slot(slot_plan)
+    assert room.session.clock.plan.focus == 1500
+
+    room.session.handle_host(host, {"type": "host", "action": "start"})
+    room.session.follow_slot(schedule.Plan(focus=600, break_=60))
+    assert room.session.clock.plan.focus == 1500
+    await room.remove(host.id, "leave")
+
+
+async def test_session_end_drops_chat_and_lifts_removals() -> None:
+    room = make_room()
+    host = join(room, "host")
+    guest = join(room, "guest")
+    room.chat.add(guest.id, guest.name, "hello")
+    room.moderation.bar(guest)
+    room.session.handle_host(host, {"type": "host", "action": "start"})
+    room.session.handle_host(host, {"type": "host", "action": "end"})
+    assert room.chat.history()["messages"] == []
+    assert not room.moderation.is_barred(guest)
+    await room.remove(host.id, "leave")
