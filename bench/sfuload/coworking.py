@@ -102,14 +102,14 @@ class CoworkingParticipant:
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.addTransceiver(self.audio or "audio", direction="sendonly")
         self.pc.addTransceiver(self.video or "video", direction="sendonly")
-        if self.counter is not None:
-            count_instead_of_receiving(self.pc, self.counter)
         channel = self.pc.createDataChannel("state")
         channel.on("open", lambda: channel.send(json.dumps(self._state_message())))
         self.pc.on("track", self._on_track)
         self._wanted_slots = welcome["slots"] if self.receives else 0
         await self._offer()
         self.offered_at = time.monotonic()
+        if self.counter is not None:
+            count_instead_of_receiving(self.pc, self.counter)
         while True:
             message = await self._receive()
             if message["type"] == "answer":

@@ -3,7 +3,7 @@
 aiortc's receive path (SRTP, RTP parsing, jitter buffer, NACK generator and
 frame assembly, mostly in Python) costs a client several times the server's
 CPU per forwarded stream. A sink subscriber keeps ICE and DTLS, but takes each
-RTP packet from its ICE connection before decryption and hands it to
+RTP packet from its UDP socket before STUN parsing and decryption and hands it to
 :class:`RtpCounter`. SRTP leaves the RTP header in the clear (RFC 3711), so the
 counter reads the sequence number, marker bit and SSRC there and drops the
 packet. The marker bit ends a video frame (RFC 7741 for VP8), so the counter
@@ -13,6 +13,7 @@ yields frames, packets and losses per stream at a fraction of the cost.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -75,19 +76,26 @@ def is_rtp(data: bytes) -> bool:
 def count_instead_of_receiving(pc: RTCPeerConnection, counter: RtpCounter) -> None:
     """Send the connection's RTP to ``counter`` instead of its receivers.
 
-    Call it after the first transceiver is added: with the max-bundle policy
-    every transceiver shares that transceiver's ICE connection. STUN, DTLS and
-    RTCP still take aiortc's path.
+    Call it once the first local description is set: ICE has gathered its
+    sockets then, and with the max-bundle policy every transceiver shares the
+    first one's ICE connection. STUN, DTLS and RTCP still take aiortc's path.
     """
-    # aiortc 1.16.0 and aioice 0.10: the aioice Connection behind the DTLS
-    # transport gets every datagram that is not STUN through data_received.
+    # aiortc 1.16.0 and aioice 0.13: each gathered socket's StunProtocol parses
+    # every datagram as STUN first and passes the rest on to the Connection.
     connection: Any = pc.getTransceivers()[0].receiver.transport.transport._connection
-    receive = connection.data_received
+    for protocol in connection._protocols:
+        protocol.datagram_received = counting_receiver(
+            protocol.datagram_received, counter
+        )
 
-    def data_received(data: bytes, component: int) -> None:
+
+def counting_receiver(
+    receive: Callable[[bytes, tuple[Any, ...]], None], counter: RtpCounter
+) -> Callable[[bytes, tuple[Any, ...]], None]:
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if is_rtp(data):
             counter.count(data)
         else:
-            receive(data, component)
+            receive(data, addr)
 
-    connection.data_received = data_received
+    return datagram_received
