@@ -1,10 +1,10 @@
 """How much forwarding this server sustains with 1 room worker against 2.
 
 Several rooms of the same size run at once on one server, and the load rises
-from size to size. Room ids are picked so that the rooms alternate between
-the two workers of ``--workers 2`` (the server places a room by a hash of its
-id), and the same layout is loaded on a server with ``--workers 1``, where one
-process hosts every room. Each room gets one process of publishers sending the
+from size to size. The server places a room by a hash of its id, and room ids
+are picked so that the rooms alternate between the two workers of
+``--workers 2``. The same layout is loaded on a server with ``--workers 1``,
+where one process hosts every room. Each room gets one process of publishers sending the
 profile's pre-encoded video and one or more processes of sink subscribers,
 which keep ICE, DTLS and SRTP but count RTP headers instead of receiving the
 media (bench/sfuload/sink.py). A sink costs the client less than the server
