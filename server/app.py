@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, web
 
+import sfu.estimator
 import sfu.frames
 import sfu.ice
 from sfu.stats import counters
@@ -446,6 +447,7 @@ def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> N
         logger.warning("SFU passthrough off: media is decoded and re-encoded")
     else:
         sfu.frames.install_passthrough()
+    sfu.estimator.install_window_rate_counter()
     if settings.ice_host_addresses:
         sfu.ice.set_host_addresses(settings.ice_host_addresses)
     app[STORAGE] = storage

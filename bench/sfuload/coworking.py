@@ -26,6 +26,7 @@ from .media import (
     instrument,
     rtc_configuration,
 )
+from .sink import RtpCounter, count_instead_of_receiving
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class CoworkingParticipant:
         audio: ClipTrack | None = None,
         known_hashes: dict[str, set[str]] | None = None,
         decoder: SampleDecoder | None = None,
+        counter: RtpCounter | None = None,
     ) -> None:
         self.base_url = base_url
         self.room_id = room_id
@@ -54,7 +56,9 @@ class CoworkingParticipant:
         self.name = name
         self.video = video
         self.audio = audio
-        self.receives = known_hashes is not None
+        self.receives = known_hashes is not None or counter is not None
+        # A sink subscriber counts RTP headers instead of receiving the media.
+        self.counter = counter
         self.known_hashes = known_hashes or {}
         self.decoder = decoder
         self.id = ""
@@ -62,7 +66,10 @@ class CoworkingParticipant:
         self.streams: dict[str, StreamStats] = {}  # by mid
         self.mids: dict[str, str | None] = {}
         self.started_at = 0.0
+        self.welcomed_at = 0.0
+        self.offered_at = 0.0
         self.answered_at = 0.0
+        self.connected_at = 0.0
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._slot_count = 0
@@ -89,8 +96,10 @@ class CoworkingParticipant:
         if welcome.get("type") != "welcome":
             raise RuntimeError(f"{self.name}: join rejected: {welcome}")
         self.id = welcome["participant"]["id"]
+        self.welcomed_at = time.monotonic()
 
         self.pc = RTCPeerConnection(rtc_configuration())
+        self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.addTransceiver(self.audio or "audio", direction="sendonly")
         self.pc.addTransceiver(self.video or "video", direction="sendonly")
         channel = self.pc.createDataChannel("state")
@@ -98,6 +107,9 @@ class CoworkingParticipant:
         self.pc.on("track", self._on_track)
         self._wanted_slots = welcome["slots"] if self.receives else 0
         await self._offer()
+        self.offered_at = time.monotonic()
+        if self.counter is not None:
+            count_instead_of_receiving(self.pc, self.counter)
         while True:
             message = await self._receive()
             if message["type"] == "answer":
@@ -115,6 +127,11 @@ class CoworkingParticipant:
             sender._send_keyframe = self.video.request_keyframe  # type: ignore[method-assign]
         self._tasks.append(asyncio.create_task(self._read()))
         self._tasks.append(asyncio.create_task(self._ping()))
+
+    def _on_connection_state(self) -> None:
+        assert self.pc is not None
+        if self.pc.connectionState == "connected" and not self.connected_at:
+            self.connected_at = time.monotonic()
 
     def _state_message(self) -> dict[str, Any]:
         if self.video is None:
@@ -191,6 +208,8 @@ class CoworkingParticipant:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.pc is not None
+        if self.counter is not None:
+            return
         transceiver = next(
             t for t in self.pc.getTransceivers() if t.receiver.track is track
         )

@@ -291,6 +291,8 @@ class JanusSubscriber:
         self.decoder = decoder
         self.started_at = 0.0
         self.answered_at = 0.0
+        # When the last of the connections came up.
+        self.connected_at = 0.0
         self.streams: list[StreamStats] = []
         self.connections: list[RTCPeerConnection] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -316,7 +318,12 @@ class JanusSubscriber:
             self.streams.append(stats)
             self._tasks.append(asyncio.create_task(consume(track, stats, self.decoder)))
 
+        def on_connection_state() -> None:
+            if pc.connectionState == "connected":
+                self.connected_at = max(self.connected_at, time.monotonic())
+
         pc.on("track", on_track)
+        pc.on("connectionstatechange", on_connection_state)
         _, offer = await self.session.message(
             handle,
             {

@@ -172,7 +172,11 @@ class StreamStats:
         self.bit_exact = 0
         self.decoded = 0
         self.decode_errors = 0
+        self.first_packet_at: float | None = None
         self.first_frame_at: float | None = None
+        # Arrival of the last packet of the first keyframe: the frame is whole
+        # then, while aiortc's jitter buffer releases it only when the next
+        # frame's first packet arrives.
         self.first_keyframe_at: float | None = None
         # (content hash, arrival of the last packet, time the track yielded it)
         self.log: list[tuple[str, float, float]] = []
@@ -183,6 +187,8 @@ class StreamStats:
     def on_packet(self, packet: RtpPacket, now: float) -> None:
         self.packets += 1
         self.bytes += len(packet.payload)
+        if self.first_packet_at is None:
+            self.first_packet_at = now
         seq = packet.sequence_number
         if self.highest_seq is None:
             self.highest_seq = self.first_seq = seq
@@ -226,7 +232,7 @@ class StreamStats:
             if is_vp8_keyframe(data):
                 self.keyframes += 1
                 if self.first_keyframe_at is None:
-                    self.first_keyframe_at = now
+                    self.first_keyframe_at = arrival
                 return True
             return False
         return self.frames % AUDIO_DECODE_EVERY == 1

@@ -357,20 +357,37 @@ class Bench:
         return results
 
 
+def late_join_text(late: dict[str, Any] | None) -> str:
+    """Describe the late joiner's phases: seconds from its first request."""
+    if not late:
+        return "no late joiner"
+    keyframes = list((late.get("first_keyframe_seconds") or {}).values())
+    packets = list((late.get("first_packet_seconds") or {}).values())
+    connected = late.get("connected_seconds")
+    parts = [f"answer {late['answer_seconds']:.2f}"]
+    if connected is not None:
+        parts.append(f"connected {connected:.2f}")
+    if packets:
+        parts.append(f"first video packet {statistics.median(packets):.2f}")
+    if keyframes:
+        parts.append(
+            f"first keyframe {statistics.median(keyframes):.2f} / {max(keyframes):.2f}"
+        )
+    return "late joiner " + ", ".join(parts) + " s"
+
+
 def log_result(tag: str, result: dict[str, Any]) -> None:
     delivery = result["delivery"]
-    late = result["late_join"] or {}
-    keyframes = list((late.get("first_keyframe_seconds") or {}).values())
     logger.info(
         "%s: %.1f ms/stream-s, %.2f cores, fps min %.1f, loss %.2f%%, "
-        "first keyframe %s, UDP drops %d at the server and %d at clients, "
+        "%s, UDP drops %d at the server and %d at clients, "
         "clients %.2f cores, load %.1f",
         tag,
         result["ms_per_stream_second"],
         result["server_cores"],
         delivery["fps_min"],
         delivery["loss_max"] * 100,
-        f"{max(keyframes):.2f} s" if keyframes else "-",
+        late_join_text(result["late_join"]),
         result["udp_drops_server"],
         result["udp_drops_clients"],
         result["client_cores"],

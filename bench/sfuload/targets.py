@@ -115,9 +115,13 @@ def socket_inodes(pids: list[int]) -> set[int]:
 class CoworkingServer:
     """This server as a subprocess, optionally in its transcoding mode."""
 
-    def __init__(self, transcode: bool, room_limit: int) -> None:
+    def __init__(
+        self, transcode: bool, room_limit: int, workers: int | None = None
+    ) -> None:
         self.transcode = transcode
         self.room_limit = min(MAX_ROOM_LIMIT, max(25, room_limit))
+        # Room worker processes; None leaves the server's default, one per core.
+        self.workers = workers
         self.process: asyncio.subprocess.Process | None = None
         self.join_info: dict[str, Any] = {}
         self.output: collections.deque[str] = collections.deque(maxlen=200)
@@ -129,6 +133,11 @@ class CoworkingServer:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def db_path(self) -> Path:
+        """The server's database: rooms created there before start are served."""
+        return Path(self._folder.name) / "bench.sqlite3"
+
     async def start(self) -> None:
         env = dict(os.environ)
         env.update(
@@ -139,6 +148,7 @@ class CoworkingServer:
         env.pop("COWORKING_SFU_TRANSCODE", None)
         if self.transcode:
             env["COWORKING_SFU_TRANSCODE"] = "1"
+        workers = [] if self.workers is None else [f"--workers={self.workers}"]
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -146,8 +156,9 @@ class CoworkingServer:
             "serve",
             "--host=127.0.0.1",
             f"--port={free_port()}",
-            f"--db={Path(self._folder.name) / 'bench.sqlite3'}",
+            f"--db={self.db_path}",
             "--ice-host-address=127.0.0.1",
+            *workers,
             cwd=ROOT,
             env=env,
             stdout=asyncio.subprocess.PIPE,

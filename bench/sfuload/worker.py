@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+import sfu.estimator
+
 from .clips import Clip, content_hash, read_clip
 from .coworking import CoworkingParticipant
 from .janus import JanusPublisher, JanusSession, JanusSubscriber
@@ -26,6 +28,7 @@ from .media import (
     install_keep_encoded,
     use_loopback,
 )
+from .sink import RtpCounter
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ LATE_JOIN_TIMEOUT = 20.0
 class Subscriber(Protocol):
     started_at: float
     answered_at: float
+    connected_at: float
 
     def received(self) -> list[StreamStats]: ...
 
@@ -121,6 +125,16 @@ class PublisherWorker:
                 }
             result.append(entry)
         Path(path).write_text(json.dumps(result))
+
+    def totals(self) -> dict[str, int]:
+        """Return the video frames sent so far and how often a clip skipped ahead."""
+        return {
+            "frames": sum(video.sent for _, video, _ in self.tracks),
+            "skips": sum(video.skips for _, video, _ in self.tracks),
+            "keyframe_requests": sum(
+                video.keyframe_requests for _, video, _ in self.tracks
+            ),
+        }
 
     async def close(self) -> None:
         for publisher in self.publishers:
@@ -232,14 +246,24 @@ class SubscriberWorker:
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.02)
+        start = subscriber.started_at
+        video = [s for s in subscriber.received() if s.kind == "video" and s.publisher]
+        first_packet = {
+            s.publisher: s.first_packet_at - start
+            for s in video
+            if s.first_packet_at is not None
+        }
         first_keyframe = {
-            s.publisher: s.first_keyframe_at - subscriber.started_at
-            for s in subscriber.received()
-            if s.kind == "video" and s.first_keyframe_at is not None
+            s.publisher: s.first_keyframe_at - start
+            for s in video
+            if s.first_keyframe_at is not None
         }
         await subscriber.close()
+        connected = subscriber.connected_at
         return {
-            "answer_seconds": subscriber.answered_at - subscriber.started_at,
+            "answer_seconds": subscriber.answered_at - start,
+            "connected_seconds": connected - start if connected else None,
+            "first_packet_seconds": first_packet,
             "first_keyframe_seconds": first_keyframe,
             "publishers": len(self.config["publishers"]),
         }
@@ -252,11 +276,57 @@ class SubscriberWorker:
         self.decoder.close()
 
 
+class SinkWorker:
+    """Subscribers of this server that count RTP headers (bench/sfuload/sink.py)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.subscribers: dict[str, CoworkingParticipant] = {}
+        self.counters: dict[str, RtpCounter] = {}
+
+    async def start(self) -> None:
+        for name in self.config["names"]:
+            counter = RtpCounter()
+            subscriber = CoworkingParticipant(
+                self.config["base_url"],
+                self.config["room"],
+                self.config["token"],
+                name,
+                counter=counter,
+            )
+            await subscriber.join()
+            self.subscribers[name] = subscriber
+            self.counters[name] = counter
+        publishers = len(self.config["publishers"])
+        deadline = time.monotonic() + READY_TIMEOUT
+        while any(len(c.streams) < publishers for c in self.counters.values()):
+            if time.monotonic() > deadline:
+                seen = {n: len(c.streams) for n, c in self.counters.items()}
+                raise TimeoutError(
+                    f"streams per subscriber after {READY_TIMEOUT} s: {seen}, "
+                    f"expected {publishers}"
+                )
+            await asyncio.sleep(0.1)
+        emit("ready")
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: c.snapshot() for name, c in self.counters.items()}
+
+    async def close(self) -> None:
+        for subscriber in self.subscribers.values():
+            await subscriber.close()
+
+
 async def serve(config: dict[str, Any]) -> None:
     use_loopback()
-    worker: PublisherWorker | SubscriberWorker
+    # Every video receiver builds a bandwidth estimator, and aiortc's own rate
+    # counter made the clients of every target slow to set up receivers.
+    sfu.estimator.install_window_rate_counter()
+    worker: PublisherWorker | SubscriberWorker | SinkWorker
     if config["role"] == "publishers":
         worker = PublisherWorker(config)
+    elif config["role"] == "sinks":
+        worker = SinkWorker(config)
     else:
         install_keep_encoded()
         worker = SubscriberWorker(config)
@@ -269,7 +339,8 @@ async def serve(config: dict[str, Any]) -> None:
                 break
             command = json.loads(line)
             name = command["cmd"]
-            if name == "snapshot" and isinstance(worker, SubscriberWorker):
+            counts = isinstance(worker, (SubscriberWorker, SinkWorker))
+            if name == "snapshot" and counts:
                 emit("snapshot", time=time.monotonic(), streams=worker.snapshot())
             elif name == "report" and isinstance(worker, SubscriberWorker):
                 worker.report(command["path"], command["since"], command["until"])
@@ -277,6 +348,8 @@ async def serve(config: dict[str, Any]) -> None:
             elif name == "report" and isinstance(worker, PublisherWorker):
                 worker.report(command["path"])
                 emit("reported")
+            elif name == "totals" and isinstance(worker, PublisherWorker):
+                emit("totals", **worker.totals())
             elif name == "late" and isinstance(worker, SubscriberWorker):
                 emit("late", **await worker.late_join(command["name"]))
             elif name == "stop":
