@@ -37,7 +37,11 @@ from tests.support.server import ServerProcess
 logger = logging.getLogger(__name__)
 
 LOOPBACK_PAIR = re.compile(r"^127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+$")
-FIRST_FRAME_LIMIT_MS = 1000
+# Without a keyframe request when a subscriber starts, a late joiner waits
+# for the publisher's next periodic keyframe, far longer than this. The
+# benchmark measures the real join time; this bound leaves room for a
+# machine busy with other tests.
+FIRST_FRAME_LIMIT_MS = 3000
 TILE_REMOVAL_TIMEOUT = 5.0
 SERVER_CLEANUP_TIMEOUT = 10.0
 # asyncio tasks that may come and go besides those of the participant, such as
@@ -105,7 +109,7 @@ async def test_room_three_see_and_hear(
             assert shown[participant_id]["local"] is (other == colour)
 
 
-async def test_late_joiner_first_frame_fast(
+async def test_late_joiner_gets_frames_promptly(
     server: ServerProcess, open_page: OpenPage
 ) -> None:
     room = await server.create_room()
