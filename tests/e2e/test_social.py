@@ -162,6 +162,23 @@ async def test_presence_shown_on_other_tile(
     assert late["status"] == "break"
 
 
+async def test_goal_keeps_emoji_sequence(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room()
+    red = await open_page("red", invite_link(server, room, "red"))
+    blue = await open_page("blue", invite_link(server, room, "blue"))
+    red_id = await join(red)
+    await join(blue)
+    # Woman, zero-width joiner, laptop: one technologist emoji.
+    goal = "Ship it \U0001F469\u200d\U0001F4BB"
+
+    await red.fill("#goal-input", goal)
+    await red.press("#goal-input", "Enter")
+
+    await wait_presence(blue, red_id, "goal", goal)
+
+
 async def test_host_mutes_guest_audio_stops(
     server: ServerProcess, open_page: OpenPage
 ) -> None:
