@@ -24,7 +24,7 @@ from sfu.stats import counters
 from .booking_api import SCHEDULE, ScheduleContext, booking_routes, window_error_body
 from .config import Settings
 from .health import database_problem, media_problem
-from .invites import InviteError, admit, make_link
+from .invites import InviteError, admit, make_link, newest_room_invite
 from .limits import FailureLimiter
 from .metrics import LoopLagProbe, render, room_gauges
 from .rooms import RoomRegistry
@@ -172,14 +172,9 @@ async def room_info(request: web.Request) -> web.Response:
         return web.json_response(body, status=403)
     invite_url = None
     if invite.role == ROLE_HOST:
-        now = time.time()
-        guests = [
-            i
-            for i in await storage.list_invites(room.id)
-            if i.role == ROLE_GUEST and i.is_usable(now)
-        ]
-        if guests:
-            newest = max(guests, key=lambda i: i.created_at)
+        invites = await storage.list_invites(room.id)
+        newest = newest_room_invite(invites, ROLE_GUEST, time.time())
+        if newest is not None:
             invite_url = make_link(request.app[SETTINGS].url, room.id, newest.token)
     return web.json_response(
         {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import ConfigError, Settings, check_serve_settings, load_settings
-from .invites import make_link
+from .invites import make_link, newest_room_invite
 from .logformat import JsonFormatter
 from .storage import (
     MAX_ROOM_LIMIT,
@@ -263,11 +263,6 @@ def _format_expiry(invite: Invite) -> str:
     return f"expires {_format_time(invite.expires_at)}"
 
 
-def _newest_usable(invites: list[Invite], role: str, now: float) -> Invite | None:
-    usable = [i for i in invites if i.role == role and i.is_usable(now)]
-    return max(usable, key=lambda invite: invite.created_at, default=None)
-
-
 # health
 
 
@@ -366,7 +361,7 @@ async def _format_startup_links(storage: Storage, base_url: str) -> str:
         invites = await storage.list_invites(room.id)
         lines = [room.name]
         for role, label in ((ROLE_GUEST, "Invite link"), (ROLE_HOST, _HOST_LABEL)):
-            invite = _newest_usable(invites, role, now)
+            invite = newest_room_invite(invites, role, now)
             if invite is None:
                 create = f"coworking invite create {room.id} --role {role}"
                 lines.append(f"  {label}: none usable, create one with `{create}`")

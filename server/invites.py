@@ -38,6 +38,20 @@ def make_link(public_url: str, room_id: str, token: str) -> str:
     return f"{base}/r/{room_id}#{token}"
 
 
+def newest_room_invite(invites: list[Invite], role: str, now: float) -> Invite | None:
+    """Return the newest usable invite of `role` that admits at any time.
+
+    Invites bound to a slot are left out: shown as the room's general link, they
+    would send everyone to that one session's waiting page.
+    """
+    usable = [
+        invite
+        for invite in invites
+        if invite.role == role and invite.slot_id is None and invite.is_usable(now)
+    ]
+    return max(usable, key=lambda invite: invite.created_at, default=None)
+
+
 def _is_well_formed(value: object) -> TypeGuard[str]:
     return (
         isinstance(value, str)

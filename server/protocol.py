@@ -79,9 +79,7 @@ def clean_name(value: object) -> str:
     """Return a display name without control characters, or raise."""
     if not isinstance(value, str):
         raise bad_message('Field "name" must be a string.')
-    name = "".join(
-        ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs")
-    )
+    name = "".join(ch for ch in value if not is_forbidden_character(ch))
     name = " ".join(name.split())
     if not name:
         raise bad_message("Please enter a name.")

@@ -260,7 +260,8 @@ def clean_text(value: object, field: str, max_length: int, required: bool) -> st
     """Return user text with whitespace runs collapsed, or raise ValueError.
 
     Control, format and separator characters are rejected, not dropped, so the
-    writer sees what was wrong.
+    writer sees what was wrong. The zero-width joiner is allowed because emoji
+    sequences need it.
     """
     if value is None and not required:
         return ""
@@ -268,7 +269,7 @@ def clean_text(value: object, field: str, max_length: int, required: bool) -> st
         raise ValueError(f"{field} must be a string, got {_shorten(value)}")
     for character in value:
         if unicodedata.category(character) in _FORBIDDEN_TEXT_CATEGORIES:
-            if character in "\t\n\r":
+            if character in "\t\n\r\u200d":
                 continue
             raise ValueError(f"{field} must not contain control characters")
     text = " ".join(value.split())

@@ -15,6 +15,9 @@ import {
 } from './presence.js';
 
 const PROFILE_STORAGE_KEY = 'coworking.profile';
+// Control and format characters, which the server rejects, except the
+// zero-width joiner that emoji sequences need and the server accepts.
+const FORBIDDEN_CHARACTERS = /(?!\u200d)[\p{Cc}\p{Cf}]/gu;
 const CLIENT_KEY_STORAGE_KEY = 'coworking.client';
 
 /**
@@ -185,7 +188,7 @@ export class OwnPresence {
 
     #setGoal() {
         // Control characters cannot be typed, but may be pasted.
-        const goal = this.ui.goal.value.replace(/[\p{Cc}\p{Cf}]/gu, '').trim()
+        const goal = this.ui.goal.value.replace(FORBIDDEN_CHARACTERS, '').trim()
             .slice(0, GOAL_MAX_LENGTH);
         this.ui.goal.value = goal;
         if (goal !== this.goal) {
@@ -206,7 +209,7 @@ export class OwnPresence {
 
     #saveProfile() {
         const clean = (/** @type {string} */ value) => value
-            .replace(/[\p{Cc}\p{Cf}]/gu, '').trim();
+            .replace(FORBIDDEN_CHARACTERS, '').trim();
         const link = clean(this.ui.link.value);
         const problem = linkProblem(link);
         if (problem) {

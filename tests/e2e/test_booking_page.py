@@ -229,6 +229,28 @@ async def test_ended_slot_invite(server: ServerProcess, open_page: OpenPage) -> 
     assert state["errorMessage"] == "This session is over."
 
 
+async def test_slot_form_fields_fit_columns(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room("Form room", limit=10)
+    host = await open_page(
+        "red", f"{server.url}/r/{room['room'].id}#{room['host'].token}"
+    )
+    await wait_phase(host, "prejoin")
+    await poll(
+        lambda: host.is_visible("#slot-form"), bool, 10.0, "the slot form"
+    )
+
+    for field in ("#slot-start", "#slot-length", "#slot-title"):
+        label = await host.locator(f"label:has({field})").bounding_box()
+        box = await host.locator(field).bounding_box()
+        assert label is not None
+        assert box is not None
+        label_right = label["x"] + label["width"]
+        field_right = box["x"] + box["width"]
+        assert field_right <= label_right + 0.5, f"{field} overflows its column"
+
+
 async def test_host_schedules_from_page(
     server: ServerProcess, open_page: OpenPage
 ) -> None:

@@ -162,6 +162,23 @@ async def test_presence_shown_on_other_tile(
     assert late["status"] == "break"
 
 
+async def test_goal_keeps_emoji_sequence(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room()
+    red = await open_page("red", invite_link(server, room, "red"))
+    blue = await open_page("blue", invite_link(server, room, "blue"))
+    red_id = await join(red)
+    await join(blue)
+    # Woman, zero-width joiner, laptop: one technologist emoji.
+    goal = "Ship it \U0001F469\u200d\U0001F4BB"
+
+    await red.fill("#goal-input", goal)
+    await red.press("#goal-input", "Enter")
+
+    await wait_presence(blue, red_id, "goal", goal)
+
+
 async def test_host_mutes_guest_audio_stops(
     server: ServerProcess, open_page: OpenPage
 ) -> None:
@@ -194,6 +211,30 @@ async def test_host_mutes_guest_audio_stops(
     # Only the guest can unmute.
     await guest.click("#toggle-mic")
     await wait_tile_state(host, guest_id, mic="on", camera="on")
+
+
+async def test_host_buttons_clear_of_name(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room()
+    host = await open_page("red", host_link(server, room, "host"))
+    guest_name = "Grace with a long name that fills the label"
+    guest = await open_page("blue", invite_link(server, room, guest_name))
+    host_id = await join(host)
+    guest_id = await join(guest)
+    await wait_tile_ids(host, {host_id, guest_id})
+
+    tile = f'.tile[data-participant="{guest_id}"]'
+    label = await host.locator(f"{tile} .tile-label").bounding_box()
+    buttons = await host.locator(f"{tile} .tile-host").bounding_box()
+
+    assert label is not None
+    assert buttons is not None
+    label_top = label["y"]
+    buttons_bottom = buttons["y"] + buttons["height"]
+    label_right = label["x"] + label["width"]
+    apart = buttons_bottom <= label_top or buttons["x"] >= label_right
+    assert apart, f"host buttons {buttons} overlap the name label {label}"
 
 
 async def test_host_removes_and_locks(

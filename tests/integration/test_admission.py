@@ -268,6 +268,27 @@ async def test_room_api_host_gets_guest_link(
     assert answer["body"]["invite_url"] == expected
 
 
+async def test_room_api_host_link_not_slot_bound(
+    server: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    room = await server.create_room("Slot links")
+    room_id = room["room"].id
+    storage = await server.storage()
+    try:
+        plan = {"focus": 3000, "break": 600}
+        slot = await storage.create_slot(room_id, time.time() + 3600, 3600, plan)
+        bound = await storage.create_invite(room_id, ROLE_GUEST, slot_id=slot.id)
+    finally:
+        await storage.close()
+
+    answer = await get_room(http, server, room_id, room["host"].token)
+
+    assert answer["status"] == 200
+    expected = f"{server.url}/r/{room_id}#{room['guest'].token}"
+    assert answer["body"]["invite_url"] == expected
+    assert bound.token not in answer["body"]["invite_url"]
+
+
 async def test_room_api_host_without_guest_link(
     server: ServerProcess, http: aiohttp.ClientSession
 ) -> None:

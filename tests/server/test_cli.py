@@ -399,6 +399,24 @@ async def test_startup_links_newest_usable(tmp_path: Path) -> None:
     assert expired_host.token not in text
 
 
+async def test_startup_links_skip_slot_invites(tmp_path: Path) -> None:
+    storage = await SqliteStorage.open(tmp_path / "db.sqlite3")
+    try:
+        room = await storage.create_room("Room", 10)
+        guest = await storage.create_invite(room.id, ROLE_GUEST)
+        plan = {"focus": 3000, "break": 600}
+        slot = await storage.create_slot(room.id, time.time() + 3600, 3600, plan)
+        bound = await storage.create_invite(room.id, ROLE_GUEST, slot_id=slot.id)
+
+        text = await _format_startup_links(storage, "https://x.example.org")
+    finally:
+        await storage.close()
+
+    lines = text.splitlines()
+    assert lines[1] == f"  Invite link: https://x.example.org/r/{room.id}#{guest.token}"
+    assert bound.token not in text
+
+
 async def test_startup_links_at_most_ten(tmp_path: Path) -> None:
     storage = await SqliteStorage.open(tmp_path / "db.sqlite3")
     try:

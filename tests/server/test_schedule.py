@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from server.invites import admit
+from server.protocol import clean_name
 from server.schedule import (
     Plan,
     ScheduleError,
@@ -274,6 +275,22 @@ async def test_booking_name_rejected(storage: SqliteStorage, name: object) -> No
     slot = await storage.create_slot(room.id, time.time() + 600, 3600, PLAN_50_10)
     with pytest.raises(ValueError, match="Name"):
         await storage.create_booking(slot.id, name)  # type: ignore[arg-type]
+
+
+# A technologist emoji: woman, zero-width joiner, laptop.
+EMOJI_SEQUENCE = "\U0001F469\u200d\U0001F4BB"
+
+
+async def test_booking_name_keeps_emoji_sequence(storage: SqliteStorage) -> None:
+    room = await storage.create_room("Room", 10)
+    slot = await storage.create_slot(room.id, time.time() + 600, 3600, PLAN_50_10)
+    booking, _ = await storage.create_booking(slot.id, f"Ada {EMOJI_SEQUENCE}")
+    assert booking.name == f"Ada {EMOJI_SEQUENCE}"
+
+
+def test_join_name_keeps_emoji_sequence() -> None:
+    assert clean_name(f"Ada {EMOJI_SEQUENCE}") == f"Ada {EMOJI_SEQUENCE}"
+    assert clean_name("Ada\u202e") == "Ada"
 
 
 async def test_attendance_window(storage: SqliteStorage) -> None:
