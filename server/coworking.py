@@ -20,7 +20,6 @@ from .moderation import handle_host_message, host_action
 from .protocol import ProtocolError, bad_message
 from .session import (
     BREAK_PHASES,
-    MAX_ROUNDS,
     MIN_PHASE_SECONDS,
     Clock,
     ClockError,
@@ -130,14 +129,11 @@ class CoworkingSession:
 
 
 def clock_plan(slot_plan: schedule.Plan) -> Plan:
-    """Return the clock's plan for a slot's; a slot without long breaks gets
-    the most rounds, with a long break as long as a short one."""
+    """Return the clock's plan for a slot's plan; zero rounds means no long
+    break in both."""
     short = max(slot_plan.break_, MIN_PHASE_SECONDS)
-    if slot_plan.rounds_before_long:
-        rounds = slot_plan.rounds_before_long
-        long = max(slot_plan.long_break, MIN_PHASE_SECONDS)
-    else:
-        rounds, long = MAX_ROUNDS, short
+    rounds = slot_plan.rounds_before_long
+    long = max(slot_plan.long_break, MIN_PHASE_SECONDS) if rounds else short
     return Plan(
         focus=slot_plan.focus, short_break=short, rounds=rounds, long_break=long
     )

@@ -53,9 +53,10 @@ class Plan:
                     f"{MIN_PHASE_SECONDS} s to {MAX_PHASE_SECONDS // 3600} h, "
                     f"got {value} s."
                 )
-        if not 1 <= self.rounds <= MAX_ROUNDS:
+        if not 0 <= self.rounds <= MAX_ROUNDS:
             raise PlanError(
-                f"Rounds before a long break must be from 1 to {MAX_ROUNDS}, "
+                f"Rounds before a long break must be from 0 (no long break) to "
+                f"{MAX_ROUNDS}, "
                 f"got {self.rounds}."
             )
 
@@ -124,7 +125,8 @@ def next_phase(phase: str, round_: int, plan: Plan) -> tuple[str, int]:
     if phase in ("idle", "ended"):
         return "focus", 1
     if phase == "focus":
-        return ("long_break" if round_ >= plan.rounds else "break"), round_
+        long = plan.rounds > 0 and round_ >= plan.rounds
+        return ("long_break" if long else "break"), round_
     if phase == "break":
         return "focus", round_ + 1
     return "focus", 1

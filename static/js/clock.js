@@ -262,7 +262,8 @@ export class SessionClock {
         this.time.dataset.remainingMs = remaining === null ? '' : String(remaining);
         const rounds = state?.rounds ?? 0;
         this.round.textContent = state && state.round > 0 && phase !== 'ended'
-            ? `Round ${state.round} of ${rounds}` : '';
+            ? (rounds > 0 ? `Round ${state.round} of ${rounds}` : `Round ${state.round}`)
+            : '';
 
         this.controls.hidden = !this.isHost;
         const running = phase === 'focus' || phase === 'break' || phase === 'long_break';

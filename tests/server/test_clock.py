@@ -50,7 +50,7 @@ def test_plan_text_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "50/10/4", "50/10/x/30", "a/10/4/30", "0/10/4/30", "50/10/0/30"]
+    "text", ["", "50/10/4", "50/10/x/30", "a/10/4/30", "0/10/4/30", "50/10/101/30"]
 )
 def test_plan_parse_rejects(text: str) -> None:
     with pytest.raises(PlanError):
@@ -185,3 +185,12 @@ async def test_clock_survives_failing_listener() -> None:
     await wait_messages(calls, 2)
     clock.close()
     assert calls[:2] == ["focus", "break"]
+
+
+def test_next_phase_without_long_break() -> None:
+    plan = Plan(focus=60, short_break=60, rounds=0, long_break=60)
+    steps = [("idle", 0)]
+    for _ in range(6):
+        steps.append(next_phase(*steps[-1], plan))
+    assert [phase for phase, _ in steps].count("long_break") == 0
+    assert steps[-1] == ("break", 3)

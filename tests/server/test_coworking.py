@@ -12,7 +12,7 @@ from server import schedule
 from server.coworking import clock_plan
 from server.protocol import ProtocolError
 from server.rooms import Participant, Room
-from server.session import MAX_ROUNDS, Plan
+from server.session import Plan
 from server.storage import Room as RoomInfo
 
 
@@ -104,7 +104,7 @@ async def test_group_of_follows_breaks() -> None:
         ),
         (
             schedule.Plan(focus=3000, break_=600),
-            Plan(focus=3000, short_break=600, rounds=MAX_ROUNDS, long_break=600),
+            Plan(focus=3000, short_break=600, rounds=0, long_break=600),
         ),
     ],
 )
