@@ -733,6 +733,9 @@ function localVideoStream() {
  * notice, and sends the state when it changed.
  */
 function renderLocalMedia() {
+    if (app.mic === 'on' && ui.message.textContent === MUTED_BY_HOST_MESSAGE) {
+        hideMessage();
+    }
     const stream = localVideoStream();
     if (ui.preview.srcObject !== stream) {
         ui.preview.srcObject = stream;

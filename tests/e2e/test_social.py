@@ -211,6 +211,7 @@ async def test_host_mutes_guest_audio_stops(
     # Only the guest can unmute.
     await guest.click("#toggle-mic")
     await wait_tile_state(host, guest_id, mic="on", camera="on")
+    assert "The host muted you" not in await message(guest)
 
 
 async def test_host_buttons_clear_of_name(
