@@ -25,6 +25,10 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
+# Seconds the server may take to print its links. Three processes start
+# (front and two workers), which takes far longer on a machine at full load.
+START_TIMEOUT = 60
+
 
 class ServerProcess:
     def __init__(
@@ -74,7 +78,7 @@ class ServerProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        await asyncio.wait_for(self._wait_for_links(), timeout=20)
+        await asyncio.wait_for(self._wait_for_links(), timeout=START_TIMEOUT)
         self._reader = asyncio.create_task(self._read_rest())
 
     async def _wait_for_links(self) -> None:
