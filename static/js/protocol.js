@@ -1096,6 +1096,9 @@ function toState(value) {
     if (value.profile && typeof value.profile === 'object') {
         state.profile = value.profile;
     }
+    if (typeof value.background === 'string') {
+        state.background = value.background;
+    }
     return state;
 }
 

@@ -27,9 +27,7 @@ async def party(server: ServerProcess, room: dict[str, Any]) -> AsyncIterator[Pa
     "background",
     ["none", "blur-light", "blur-strong", "builtin:night-sky", f"upload:{UPLOAD_ID}"],
 )
-async def test_background_relayed_and_in_roster(
-    party: Party, background: str
-) -> None:
+async def test_background_relayed_and_in_roster(party: Party, background: str) -> None:
     alice = await party.join("Alice")
     bob = await party.join("Bob")
 

@@ -91,9 +91,7 @@ async def test_upload_valid_image_stored_reencoded(
         upload_server, f"/api/rooms/{room['room'].id}/backgrounds", token
     )
     assert status == 200
-    assert [entry["url"] for entry in json.loads(listing)["uploads"]] == [
-        url
-    ]
+    assert [entry["url"] for entry in json.loads(listing)["uploads"]] == [url]
 
 
 def truncated_png() -> bytes:
@@ -113,7 +111,7 @@ REJECTED = {
     "over byte limit": (b"\x89PNG\r\n\x1a\n" + bytes(MAX_BYTES), 413, "limit"),
     "svg": (
         b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">'
-        b'<script>alert(1)</script></svg>',
+        b"<script>alert(1)</script></svg>",
         415,
         "SVG",
     ),
@@ -221,7 +219,11 @@ async def test_operator_folder_and_uploads_off(
         )
         catalogue = json.loads(listing)
         assert catalogue["builtin"] == [
-            {"id": "green-wall", "label": "Green wall", "url": "/backgrounds/green-wall"}
+            {
+                "id": "green-wall",
+                "label": "Green wall",
+                "url": "/backgrounds/green-wall",
+            }
         ]
         assert catalogue["uploads_enabled"] is False
         status, _, headers = await get(server, "/backgrounds/green-wall", "")
