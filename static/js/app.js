@@ -208,6 +208,11 @@ async function main() {
         sendEncoding: () => app.connection?.sender('video')
             ?.getParameters().encodings?.[0] ?? null,
         backgroundStats: () => app.backgrounds?.effect.stats() ?? null,
+        tuneBackground: (tuning) => {
+            if (app.backgrounds) {
+                app.backgrounds.effect.tuning = tuning;
+            }
+        },
     });
     bindEvents();
 

@@ -35,7 +35,9 @@ const COLOR_SAMPLE_SIZE = 20;
  *     videoOf: (participantId: string) => HTMLVideoElement|null,
  *     injectData?: (message: any) => void,
  *     sendEncoding: () => RTCRtpEncodingParameters|null,
- *     backgroundStats?: () => any}} sources
+ *     backgroundStats?: () => any,
+ *     tuneBackground?: (tuning: {slowShare: number,
+ *         slowWindowMs: number}) => void}} sources
  */
 export function installTestHooks(sources) {
     const target = /** @type {any} */ (window);
@@ -48,6 +50,8 @@ export function installTestHooks(sources) {
     };
     target.e2eInject = (/** @type {any} */ message) => sources.injectData?.(message);
     target.e2eBackground = () => sources.backgroundStats?.() ?? null;
+    target.e2eTuneBackground = (/** @type {any} */ tuning) =>
+        sources.tuneBackground?.(tuning);
 }
 
 /**

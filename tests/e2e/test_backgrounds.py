@@ -129,6 +129,14 @@ def all_red(cells: list[list[int]] | None) -> bool:
     return cells is not None and all(r > 180 and g < 80 and b < 80 for r, g, b in cells)
 
 
+async def keep_effect_on(page: Page) -> None:
+    """Stop the page from turning the effect down on a busy test machine."""
+    await wait_phase(page, "prejoin")
+    await page.evaluate(
+        "() => window.e2eTuneBackground({slowShare: 1e6, slowWindowMs: 1e9})"
+    )
+
+
 async def choose(page: Page, value: str) -> None:
     await page.select_option("#background-select", value)
 
@@ -178,7 +186,7 @@ async def test_picture_replaces_camera_for_others(
     room = await server.create_room()
     alice = await open_page("red", invite_link(server, room, "Alice"))
     bob = await open_page("blue", invite_link(server, room, "Bob"))
-    await wait_phase(alice, "prejoin")
+    await keep_effect_on(alice)
     expected = await picture_colours(alice, PICTURE)
 
     # The pre-join preview shows the effect before joining.
@@ -223,6 +231,7 @@ async def test_background_state_reaches_late_joiner(
     room = await server.create_room()
     alice = await open_page("red", invite_link(server, room, "Alice"))
     bob = await open_page("blue", invite_link(server, room, "Bob"))
+    await keep_effect_on(alice)
     alice_id = await join(alice)
     bob_id = await join(bob)
     await choose(alice, "blur-light")
@@ -238,7 +247,7 @@ async def test_background_state_reaches_late_joiner(
 
     # The browser remembers the choice for the next visit.
     await alice.reload()
-    await wait_phase(alice, "prejoin")
+    await keep_effect_on(alice)
     await poll(
         lambda: alice.evaluate(
             "() => document.getElementById('background-select').value"
@@ -281,6 +290,7 @@ async def test_blur_softens_received_frames(
         alice = await context.new_page()
         await alice.goto(invite_link(server, room, "Alice"))
         bob = await open_page("blue", invite_link(server, room, "Bob"))
+        await keep_effect_on(alice)
         alice_id = await join(alice)
         await join(bob)
         await wait_frames(bob, {alice_id}, timeout=20.0)
@@ -320,3 +330,46 @@ async def test_blur_softens_received_frames(
         )
     finally:
         await context.close()
+
+
+async def test_slow_frames_turn_effect_down_then_off(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room()
+    alice = await open_page("red", invite_link(server, room, "Alice"))
+    bob = await open_page("blue", invite_link(server, room, "Bob"))
+    await wait_phase(alice, "prejoin")
+    alice_id = await join(alice)
+    await join(bob)
+    # Every frame counts as too slow, and half a second of it is enough.
+    await alice.evaluate(
+        "() => window.e2eTuneBackground({slowShare: 0, slowWindowMs: 500})"
+    )
+    await choose(alice, "blur-strong")
+    await wait_tile_background(bob, alice_id, "blur-strong", "Background blurred")
+
+    lowered = await poll(
+        lambda: effect_stats(alice),
+        lambda s: s is not None and s["frameRate"] < 15,
+        EFFECT_TIMEOUT,
+        "a lower frame rate",
+    )
+    assert lowered["choice"] == "blur-strong"
+    await wait_tile_background(bob, alice_id, "blur-light", "Background blurred")
+    await wait_tile_background(bob, alice_id, "none", "")
+
+    notice = await alice.evaluate(
+        "() => document.getElementById('background-notice').textContent"
+    )
+    assert "background effect is off" in notice
+    assert "ms per frame" in notice
+    menu = await alice.evaluate(
+        "() => document.getElementById('background-select').value"
+    )
+    assert menu == "none"
+    await poll(
+        lambda: grid_colours(bob, tile_video(alice_id)),
+        all_red,
+        EFFECT_TIMEOUT,
+        "the red camera after the effect turned itself off",
+    )
