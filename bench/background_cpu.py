@@ -116,7 +116,7 @@ async def measure(
     }
 
 
-async def run(settle: float, window: float) -> None:
+async def run(settle: float, window: float, keep_effect: bool) -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         camera = write_y4m(folder / "camera.y4m", "red", 640, 480)
@@ -133,6 +133,11 @@ async def run(settle: float, window: float) -> None:
                 await wait_for(
                     page, "() => window.e2e && window.e2e.phase === 'prejoin'"
                 )
+                if keep_effect:
+                    await page.evaluate(
+                        "() => window.e2eTuneBackground("
+                        "{slowShare: 1e6, slowWindowMs: 1e9})"
+                    )
                 await page.click("#join")
                 await wait_for(page, "() => window.e2e.phase === 'joined'")
                 print(f"{'choice':<16}{'CPU %':>8}{'effect fps':>12}{'ms/frame':>10}")
@@ -162,8 +167,13 @@ def main() -> None:
     parser.add_argument(
         "--window", type=float, default=20.0, help="seconds measured per choice"
     )
+    parser.add_argument(
+        "--keep-effect",
+        action="store_true",
+        help="never turn the effect down, to measure its full cost",
+    )
     options = parser.parse_args()
-    asyncio.run(run(options.settle, options.window))
+    asyncio.run(run(options.settle, options.window, options.keep_effect))
 
 
 if __name__ == "__main__":
