@@ -40,7 +40,7 @@ ACCEPTED = "Upload a PNG, JPEG or WebP image"
 
 
 class UploadError(Exception):
-    """An upload that is not an acceptable image; the message says why."""
+    """An upload that is not an acceptable image. The message gives the reason."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)

@@ -80,9 +80,9 @@ export class BackgroundMenu {
         /** @type {Catalogue} */
         this.catalogue = {builtin: [], uploads: [], uploads_enabled: false,
             max_bytes: 0, max_pixels: 0};
-        /** The choice in the menu; the effect may have turned it down. */
+        /** The choice in the menu. The effect may have turned it down. */
         /** @type {BackgroundChoice} */
-        this.wanted = loadChoice();
+        this.selected = loadChoice();
         /** Counts choices, so a slow image load cannot undo a later choice. */
         this.generation = 0;
         this.effect = new BackgroundEffect({
@@ -129,8 +129,7 @@ export class BackgroundMenu {
             console.warn('The list of backgrounds failed to load:', error);
         }
         this.#render();
-        const wanted = this.#offers(this.wanted) ? this.wanted : 'none';
-        await this.choose(wanted);
+        await this.choose(this.#offers(this.selected) ? this.selected : 'none');
     }
 
     /**
@@ -139,7 +138,7 @@ export class BackgroundMenu {
      */
     async choose(choice) {
         const generation = ++this.generation;
-        this.wanted = choice;
+        this.selected = choice;
         this.ui.select.value = choice;
         saveChoice(choice);
         this.#notice('');
@@ -220,7 +219,7 @@ export class BackgroundMenu {
             options.push(group);
         }
         this.ui.select.replaceChildren(...options);
-        this.ui.select.value = this.wanted;
+        this.ui.select.value = this.selected;
         this.ui.uploadField.hidden = !this.catalogue.uploads_enabled;
     }
 

@@ -4,9 +4,9 @@
  * compositing on a 2D canvas, whose captured track is what the page sends.
  *
  * The model runs on a small copy of the frame at a reduced rate. The
- * pipeline measures the time each frame takes; when frames take too long for
- * a while it lowers the frame rate, then the blur, and at last turns the
- * effect off, and tells the page why.
+ * pipeline measures the time each frame takes. When frames take too long for
+ * a while, it lowers the frame rate, then the blur, and at last turns the
+ * effect off, and passes the reason to the page in a notice.
  */
 
 const MODEL_DIR = '/vendor/@mediapipe/selfie_segmentation';
@@ -33,7 +33,7 @@ const AVERAGE_WEIGHT = 0.1;
 /**
  * @typedef {'none'|'blur-light'|'blur-strong'|string} BackgroundChoice
  * @typedef {{choice: BackgroundChoice, frameRate: number, msPerFrame: number,
- *     frames: number, segmented: number, modelReady: boolean,
+ *     msModel: number, frames: number, segmented: number, modelReady: boolean,
  *     level: number}} EffectStats
  */
 
@@ -109,6 +109,8 @@ export class BackgroundEffect {
     resetMeasurements() {
         this.level = 0;
         this.msPerFrame = 0;
+        /** Average milliseconds of the model's part of a frame. */
+        this.msModel = 0;
         this.frames = 0;
         this.segmented = 0;
         /** @type {number|null} performance.now() when frames became too slow */
@@ -126,6 +128,7 @@ export class BackgroundEffect {
             choice: this.choice,
             frameRate: this.frameRate,
             msPerFrame: Math.round(this.msPerFrame * 10) / 10,
+            msModel: Math.round(this.msModel * 10) / 10,
             frames: this.frames,
             segmented: this.segmented,
             modelReady: Boolean(this.model),
@@ -254,6 +257,8 @@ export class BackgroundEffect {
         if (ready && this.model) {
             this.smallContext.drawImage(this.video, 0, 0, MODEL_WIDTH, MODEL_HEIGHT);
             await this.model.send({image: this.small});
+            this.msModel += AVERAGE_WEIGHT
+                * (performance.now() - started - this.msModel);
         }
         if (!this.running) {
             return;
@@ -270,7 +275,7 @@ export class BackgroundEffect {
     /**
      * Draws one output frame. Until the model's first mask, and whenever the
      * camera has no picture yet, the whole frame is background, so the room
-     * never sees the unprocessed camera while an effect is chosen.
+     * never receives the unprocessed camera while an effect is chosen.
      * @param {boolean} ready whether the camera has a frame
      */
     #drawFrame(ready) {

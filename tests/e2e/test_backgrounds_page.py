@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from playwright.async_api import Browser, Page, Playwright
 
 from tests.e2e.conftest import OpenPage
@@ -372,4 +373,56 @@ async def test_slow_frames_turn_effect_down_then_off(
         all_red,
         EFFECT_TIMEOUT,
         "the red camera after the effect turned itself off",
+    )
+
+
+def solid_png(path: Path, rgb: tuple[int, int, int]) -> Path:
+    Image.new("RGB", (640, 360), rgb).save(path, "PNG")
+    return path
+
+
+async def test_uploaded_picture_sent_and_errors_shown(
+    server: ServerProcess, open_page: OpenPage, tmp_path: Path
+) -> None:
+    room = await server.create_room()
+    alice = await open_page("red", invite_link(server, room, "Alice"))
+    bob = await open_page("blue", invite_link(server, room, "Bob"))
+    await keep_effect_on(alice)
+    alice_id = await join(alice)
+    await join(bob)
+    await wait_frames(bob, {alice_id}, timeout=20.0)
+
+    notes = tmp_path / "holiday.png"
+    notes.write_text("not a picture at all\n")
+    await alice.set_input_files("#background-upload", str(notes))
+    notice = await poll(
+        lambda: alice.evaluate(
+            "() => document.getElementById('background-notice').textContent"
+        ),
+        lambda text: "not an image" in text,
+        10.0,
+        "the upload error in the notice",
+    )
+    assert "PNG, JPEG or WebP" in notice
+
+    picture = solid_png(tmp_path / "green.png", (30, 200, 60))
+    await alice.set_input_files("#background-upload", str(picture))
+    choice = await poll(
+        lambda: alice.evaluate(
+            "() => document.getElementById('background-select').value"
+        ),
+        lambda value: value.startswith("upload:"),
+        10.0,
+        "the uploaded picture chosen",
+    )
+    await wait_tile_background(bob, alice_id, choice, "Virtual background")
+    await wait_segmented(alice)
+    await poll(
+        lambda: grid_colours(bob, tile_video(alice_id)),
+        lambda cells: (
+            cells is not None
+            and all(g > 150 and r < 100 and b < 110 for r, g, b in cells)
+        ),
+        EFFECT_TIMEOUT,
+        "the uploaded green picture in the video Bob receives",
     )
