@@ -24,6 +24,7 @@ from .backgrounds import (
 )
 from .booking_api import SCHEDULE, ApiError, authorize
 from .config import Settings
+from .workers import read_limited
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ async def upload_background(request: web.Request) -> web.Response:
             " built-in background.",
         ).response()
     limit = settings.background_max_bytes
-    data = await request.content.read(limit + 1)
+    data = await read_limited(request.content, limit)
     try:
         encoded = await asyncio.to_thread(
             reencode_upload, data, limit, settings.background_max_pixels

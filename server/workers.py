@@ -233,6 +233,23 @@ def unavailable() -> web.Response:
     )
 
 
+async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read a request body to its end, but at most ``limit + 1`` bytes.
+
+    One ``read(n)`` returns only the bytes that have arrived, which for a
+    large body is a part of it, so this reads until the end or the limit.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = await stream.read(limit + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 async def relay_api(
     request: web.Request,
     pool: WorkerPool,
@@ -250,7 +267,7 @@ async def relay_api(
         if name in request.headers:
             headers[name] = request.headers[name]
     # The worker rejects bodies over its own limit; this bounds what is buffered.
-    data = await request.content.read(max_body + 1)
+    data = await read_limited(request.content, max_body)
     if len(data) > max_body:
         if too_large is not None:
             return too_large

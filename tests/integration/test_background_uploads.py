@@ -3,8 +3,10 @@ every request also passes the front process's relay."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +238,40 @@ async def test_operator_folder_and_uploads_off(
         assert reply["error"]["code"] == "uploads_disabled"
     finally:
         await server.stop()
+
+
+def noisy_png(size: tuple[int, int]) -> bytes:
+    """Return a PNG of random pixels, which barely compresses."""
+    image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+    output = io.BytesIO()
+    image.save(output, "PNG")
+    return output.getvalue()
+
+
+async def post_in_pieces(
+    server: ServerProcess, room: dict[str, Any], body: bytes
+) -> tuple[int, dict[str, Any]]:
+    """POST a body as chunked pieces that arrive apart, as on a slow link."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 16_384):
+            yield body[start : start + 16_384]
+            await asyncio.sleep(0.01)
+
+    url = f"{server.url}/api/rooms/{room['room'].id}/backgrounds"
+    headers = {"Authorization": f"Bearer {room['guest'].token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data=pieces(), headers=headers) as response:
+            return response.status, await response.json()
+
+
+async def test_large_upload_arriving_in_pieces(upload_server: ServerProcess) -> None:
+    room = await upload_server.create_room()
+    body = noisy_png((340, 250))
+    assert 200_000 < len(body) < MAX_BYTES
+    status, reply = await post_in_pieces(upload_server, room, body)
+    assert status == 201, reply
+
+    status, reply = await post_in_pieces(upload_server, room, body + bytes(MAX_BYTES))
+    assert status == 413, reply
+    assert reply["error"]["code"] == "too_large"
