@@ -1,9 +1,9 @@
 """Measure the browser CPU that the virtual background effect costs.
 
 Starts the real server and one headless Chromium whose fake camera plays a
-640x480 y4m clip at 15 frames per second, joins a room, and for each
-background choice lets it settle, then reads the CPU time of every Chromium
-process (browser, renderer, GPU and utility processes) over a window. It
+640x480 y4m clip at 15 frames per second, and joins a room. For each
+background choice it lets the page settle, then reads the CPU time of every
+Chromium process (browser, renderer, GPU and utility processes) over a window. It
 prints the CPU share per choice (100 % is one core) and the page's own
 measured time per effect frame. Run it inside a loopback-only network
 namespace, e.g.:

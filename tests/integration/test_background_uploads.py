@@ -87,7 +87,9 @@ async def test_upload_valid_image_stored_reencoded(
     assert image.format == "WEBP"
     assert image.size == (64, 48)
     r, g, b = image.convert("RGB").getpixel((40, 30))
-    assert r > 150 and g < 90 and b < 90
+    assert r > 150
+    assert g < 90
+    assert b < 90
 
     status, listing, _ = await get(
         upload_server, f"/api/rooms/{room['room'].id}/backgrounds", token
