@@ -34,6 +34,9 @@ WORKDIR /app
 COPY server ./server
 COPY sfu ./sfu
 COPY static ./static
+# The person segmentation model for virtual backgrounds, installed by npm
+# outside the build (scripts/build-image runs npm ci first).
+COPY vendor/node_modules ./vendor/node_modules
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8080

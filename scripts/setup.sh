@@ -32,3 +32,17 @@ python_env() {
     fi
     .venv/bin/pip install -q --disable-pip-version-check -e ".$1"
 }
+
+# Install the browser libraries pinned in vendor/package-lock.json (the person
+# segmentation model for virtual backgrounds) into vendor/node_modules, which
+# the server serves under /vendor/. Reinstalls when the lock file changes.
+vendor_env() {
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    stamp=vendor/node_modules/.package-lock.json
+    if [ ! -f "$stamp" ] || [ vendor/package-lock.json -nt "$stamp" ]; then
+        echo "Installing browser libraries into vendor/node_modules..."
+        npm ci --prefix vendor --ignore-scripts --no-audit --no-fund --loglevel=error
+    fi
+}

@@ -21,7 +21,20 @@ import sfu.frames
 import sfu.ice
 from sfu.stats import counters
 
-from .booking_api import SCHEDULE, ScheduleContext, booking_routes, window_error_body
+from .backgrounds import too_large
+from .backgrounds_api import (
+    background_routes,
+    builtin_routes,
+    setup_builtin,
+    setup_uploads,
+)
+from .booking_api import (
+    SCHEDULE,
+    ApiError,
+    ScheduleContext,
+    booking_routes,
+    window_error_body,
+)
 from .config import Settings
 from .health import database_problem, media_problem
 from .invites import InviteError, admit, make_link, newest_room_invite
@@ -41,6 +54,7 @@ from .storage import ROLE_GUEST, ROLE_HOST, Storage
 from .turn import ice_servers_for
 from .workers import (
     FORWARDED_FOR,
+    MAX_RELAYED_BODY,
     WorkerPool,
     WorkerUnavailable,
     relay_api,
@@ -50,6 +64,8 @@ from .workers import (
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# Browser libraries installed by npm from vendor/package.json (scripts/setup.sh).
+VENDOR_DIR = Path(__file__).resolve().parent.parent / "vendor" / "node_modules"
 
 SETTINGS = web.AppKey("settings", Settings)
 STORAGE = web.AppKey("storage", Storage)
@@ -67,7 +83,9 @@ SHUTDOWN_MESSAGE = {
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        # 'wasm-unsafe-eval' lets the page compile the WebAssembly of the
+        # person segmentation model; it does not allow eval() of scripts.
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
         "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
@@ -253,7 +271,14 @@ async def front_websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def front_room_info(request: web.Request) -> web.Response:
-    return await relay_api(request, request.app[POOL])
+    pool = request.app[POOL]
+    if request.method != "POST" or not request.path.endswith("/backgrounds"):
+        return await relay_api(request, pool)
+    # Background uploads are the largest bodies a room's API accepts.
+    max_bytes = request.app[SETTINGS].background_max_bytes
+    error = too_large(max_bytes)
+    response = ApiError(error.status, error.code, error.message).response()
+    return await relay_api(request, pool, max(MAX_RELAYED_BODY, max_bytes), response)
 
 
 def health_response(problems: list[str]) -> web.Response:
@@ -430,7 +455,20 @@ def page_routes() -> list[web.AbstractRouteDef]:
         web.get("/", index_page),
         web.get("/r/{room_id}", room_page),
         web.static("/static", STATIC_DIR),
+        *vendor_routes(),
+        *builtin_routes(),
     ]
+
+
+def vendor_routes() -> list[web.AbstractRouteDef]:
+    if not VENDOR_DIR.is_dir():
+        logger.warning(
+            "%s is missing, so virtual backgrounds are off: run scripts/serve or"
+            " npm ci --prefix vendor",
+            VENDOR_DIR,
+        )
+        return []
+    return [web.static("/vendor", VENDOR_DIR)]
 
 
 def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> None:
@@ -451,6 +489,7 @@ def start_rooms(app: web.Application, settings: Settings, storage: Storage) -> N
     )
     app[LIMITER] = FailureLimiter(settings.admission_failures)
     app[SCHEDULE] = ScheduleContext(storage, settings, app[LIMITER])
+    setup_uploads(app, settings)
     app.on_shutdown.append(close_rooms)
 
 
@@ -512,6 +551,7 @@ def build_app(settings: Settings, storage: Storage) -> web.Application:
             web.get("/metrics", metrics),
             web.get("/api/rooms/{room_id}", room_info),
             *booking_routes(),
+            *background_routes(),
             web.get("/api/admin/stats", admin_stats),
             web.get("/ws", websocket),
         ]
@@ -525,6 +565,7 @@ def build_front_app(settings: Settings) -> web.Application:
         settings, [proxied_remote(settings.trusted_proxies), security_headers]
     )
     app[POOL] = WorkerPool(settings)
+    setup_builtin(app, settings)
 
     async def start_workers(app: web.Application) -> None:
         await app[POOL].start()
@@ -570,6 +611,7 @@ def build_worker_app(settings: Settings, storage: Storage) -> web.Application:
             web.get("/internal/ready", worker_ready),
             web.get("/api/rooms/{room_id}", room_info),
             *booking_routes(),
+            *background_routes(),
             web.get("/internal/stats", worker_stats),
             web.get("/ws", websocket),
         ]

@@ -30,6 +30,7 @@ from .schedule import (
     parse_utc,
 )
 from .storage import ROLE_GUEST, ROLE_HOST, Invite, Room, Storage
+from .workers import read_limited
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise ApiError(
             413, "too_large", f"The request body exceeds {MAX_BODY_SIZE} bytes."
         )
-    raw = await request.content.read(MAX_BODY_SIZE + 1)
+    raw = await read_limited(request.content, MAX_BODY_SIZE)
     if len(raw) > MAX_BODY_SIZE:
         raise ApiError(
             413, "too_large", f"The request body exceeds {MAX_BODY_SIZE} bytes."

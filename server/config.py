@@ -105,6 +105,16 @@ class Settings:
         return self.slot_early_minutes * 60.0
     # Default focus/break plan of a room's session clock.
     session_plan: Plan = Plan()
+    # Folder whose PNG, JPEG and WebP files replace the built-in virtual
+    # backgrounds; None means the set in static/backgrounds.
+    backgrounds_dir: Path | None = None
+    # Whether participants may upload their own background images.
+    background_uploads: bool = True
+    # Limits on one uploaded background: file size in bytes, width x height.
+    background_max_bytes: int = 5_000_000
+    background_max_pixels: int = 12_000_000
+    # Uploaded backgrounds kept per room; more are rejected.
+    background_max_uploads: int = 100
 
     @property
     def worker_count(self) -> int:
@@ -151,6 +161,11 @@ ENVIRONMENT_VARIABLES = {
     "turn_secret": "COWORKING_TURN_SECRET",
     "turn_ttl": "COWORKING_TURN_TTL",
     "log_format": "COWORKING_LOG_FORMAT",
+    "backgrounds_dir": "COWORKING_BACKGROUNDS_DIR",
+    "background_uploads": "COWORKING_BACKGROUND_UPLOADS",
+    "background_max_bytes": "COWORKING_BACKGROUND_MAX_BYTES",
+    "background_max_pixels": "COWORKING_BACKGROUND_MAX_PIXELS",
+    "background_max_uploads": "COWORKING_BACKGROUND_MAX_UPLOADS",
 }
 
 # Setting name -> command-line flag, to name the source of a bad override.
@@ -501,6 +516,49 @@ def _parse_session_plan(value: object, source: str) -> Plan:
         raise ConfigError(f"{source}: {error}") from error
 
 
+def _parse_backgrounds_dir(value: object, source: str) -> Path | None:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{source} must be a folder path, got {value!r}")
+    if not value.strip():
+        return None
+    path = Path(value.strip()).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{source} must name an existing folder, got {value!r}")
+    return path
+
+
+_SWITCH_VALUES = {
+    "on": True,
+    "true": True,
+    "1": True,
+    "off": False,
+    "false": False,
+    "0": False,
+}
+
+
+def _parse_switch(value: object, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _SWITCH_VALUES:
+        return _SWITCH_VALUES[value.strip().lower()]
+    raise ConfigError(f"{source} must be on or off, got {value!r}")
+
+
+def _parse_background_max_bytes(value: object, source: str) -> int:
+    return _parse_integer(value, source, 10_000, 100_000_000)
+
+
+def _parse_background_max_pixels(value: object, source: str) -> int:
+    return _parse_integer(value, source, 10_000, 100_000_000)
+
+
+def _parse_background_max_uploads(value: object, source: str) -> int:
+    return _parse_integer(value, source, 0, 10_000)
+
+
 _PARSERS: dict[str, Callable[[object, str], object]] = {
     "host": _parse_host,
     "port": _parse_port,
@@ -521,4 +579,9 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "trusted_proxies": _parse_ip_addresses,
     "slot_early_minutes": _parse_slot_early_minutes,
     "session_plan": _parse_session_plan,
+    "backgrounds_dir": _parse_backgrounds_dir,
+    "background_uploads": _parse_switch,
+    "background_max_bytes": _parse_background_max_bytes,
+    "background_max_pixels": _parse_background_max_pixels,
+    "background_max_uploads": _parse_background_max_uploads,
 }

@@ -6,6 +6,7 @@ docs/protocol.md describes every message; this module checks incoming ones.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,10 @@ PROFILE_TEXT_LIMITS = {"role": 64, "work": 200}
 MAX_LINK_LENGTH = 300
 LINK_SCHEMES = ("http", "https")
 ZERO_WIDTH_JOINER = "\u200d"
+# Virtual background of the camera picture: "none", a blur, "builtin:ID" with
+# the id of a built-in image, or "upload:ID" with the id of a room's upload.
+BACKGROUND_VALUES = ("none", "blur-light", "blur-strong")
+BACKGROUND_CHOICE = re.compile(r"builtin:[a-z0-9][a-z0-9-]{0,47}|upload:[0-9a-f]{32}")
 # Random per-browser key sent with join, used to bar a removed participant.
 CLIENT_KEY_LENGTHS = (16, 64)
 CLIENT_KEY_CHARACTERS = frozenset(
@@ -136,7 +141,7 @@ def parse_state(message: dict[str, Any]) -> tuple[int, dict[str, str]]:
 
 
 def parse_presence(state: dict[str, Any]) -> dict[str, Any]:
-    """Check the optional presence fields of a state; return those present."""
+    """Check the optional presence and background fields; return those present."""
     result: dict[str, Any] = {}
     if "status" in state:
         if state["status"] not in STATUS_VALUES:
@@ -147,7 +152,21 @@ def parse_presence(state: dict[str, Any]) -> dict[str, Any]:
         result["goal"] = check_text(state["goal"], "goal", MAX_GOAL_LENGTH)
     if "profile" in state and state["profile"] is not None:
         result["profile"] = parse_profile(state["profile"])
+    if "background" in state:
+        result["background"] = parse_background(state["background"])
     return result
+
+
+def parse_background(value: object) -> str:
+    """Check the state field "background" and return it."""
+    if value in BACKGROUND_VALUES or (
+        isinstance(value, str) and BACKGROUND_CHOICE.fullmatch(value)
+    ):
+        return str(value)
+    raise bad_message(
+        'State field "background" must be "none", "blur-light", "blur-strong",'
+        ' "builtin:" and a built-in id, or "upload:" and an upload id.'
+    )
 
 
 def check_text(value: object, field: str, max_length: int) -> str:

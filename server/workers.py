@@ -233,9 +233,32 @@ def unavailable() -> web.Response:
     )
 
 
-async def relay_api(request: web.Request, pool: WorkerPool) -> web.Response:
+async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read a request body to its end, but at most ``limit + 1`` bytes.
+
+    One ``read(n)`` returns only the bytes that have arrived, which for a
+    large body is a part of it, so this reads until the end or the limit.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = await stream.read(limit + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+async def relay_api(
+    request: web.Request,
+    pool: WorkerPool,
+    max_body: int = MAX_RELAYED_BODY,
+    too_large: web.Response | None = None,
+) -> web.Response:
     """Pass a room's API request, with its method and body, to the worker that
-    hosts the room."""
+    hosts the room. A body over ``max_body`` bytes gets ``too_large``, or a
+    generic 413 response."""
     worker = pool.worker_for(request.match_info["room_id"])
     if worker.client is None:
         return unavailable()
@@ -244,9 +267,19 @@ async def relay_api(request: web.Request, pool: WorkerPool) -> web.Response:
         if name in request.headers:
             headers[name] = request.headers[name]
     # The worker rejects bodies over its own limit; this bounds what is buffered.
-    data = await request.content.read(MAX_RELAYED_BODY + 1)
-    if len(data) > MAX_RELAYED_BODY:
-        raise web.HTTPRequestEntityTooLarge(MAX_RELAYED_BODY, len(data))
+    data = await read_limited(request.content, max_body)
+    if len(data) > max_body:
+        if too_large is not None:
+            return too_large
+        return web.json_response(
+            {
+                "error": {
+                    "code": "too_large",
+                    "message": f"The request body is larger than {max_body} bytes.",
+                }
+            },
+            status=413,
+        )
     try:
         async with worker.client.request(
             request.method,

@@ -25,6 +25,7 @@ import {e2e, installTestHooks, watchFirstFrame} from './e2e.js';
 import {ChatPanel} from './chat.js';
 import {HostControls} from './moderation.js';
 import {OwnPresence, clientKey} from './profile.js';
+import {BackgroundMenu} from './backgrounds.js';
 import {
     currentBookingRef,
     initBooking,
@@ -155,6 +156,9 @@ const app = {
     streams: new Map(),
     /** @type {{track: MediaStreamTrack|null, stream: MediaStream|null}} */
     localVideo: {track: null, stream: null},
+    /** Virtual background menu and effect, made once the room is known. */
+    /** @type {BackgroundMenu|null} */
+    backgrounds: null,
 };
 
 const grid = new TileGrid(ui.tiles);
@@ -203,6 +207,12 @@ async function main() {
         injectData: (message) => onData(message),
         sendEncoding: () => app.connection?.sender('video')
             ?.getParameters().encodings?.[0] ?? null,
+        backgroundStats: () => app.backgrounds?.effect.stats() ?? null,
+        tuneBackground: (tuning) => {
+            if (app.backgrounds) {
+                app.backgrounds.effect.tuning = tuning;
+            }
+        },
     });
     bindEvents();
 
@@ -212,11 +222,17 @@ async function main() {
         return;
     }
     showPrejoin();
+    app.backgrounds = new BackgroundMenu({
+        roomId: app.roomId,
+        token: app.token,
+        onchange: () => enqueueMediaTask(sendVideoOutput),
+    });
     initBooking({roomId: app.roomId, token: app.token, role: app.role,
         nameInput: ui.name}).catch((error) => {
         console.error('The session list failed to load:', error);
     });
     await enqueueMediaTask(startMedia);
+    await app.backgrounds.load();
     watchDevices(() => {
         refreshDevices();
     });
@@ -522,7 +538,7 @@ async function startMedia() {
     app.mic = result.audioTrack ? 'on' : 'none';
     app.camera = result.videoTrack ? 'on' : 'none';
     await app.connection?.replaceTrack('audio', app.audioTrack);
-    await app.connection?.replaceTrack('video', app.videoTrack);
+    await app.connection?.replaceTrack('video', outgoingVideo());
     renderLocalMedia();
     await refreshDevices();
 }
@@ -611,7 +627,7 @@ async function startCamera() {
         app.camera = 'none';
         app.videoError = /** @type {Error} */ (error);
     }
-    await app.connection?.replaceTrack('video', app.videoTrack);
+    await app.connection?.replaceTrack('video', outgoingVideo());
     await coworking.refreshSendProfile();
     renderLocalMedia();
     await refreshDevices();
@@ -717,13 +733,32 @@ async function onMicrophoneChosen() {
     }
 }
 
-/** @returns {MediaStream|null} a stream with the camera track, reused per track */
+/**
+ * @returns {MediaStreamTrack|null} the video track to send: the camera, or
+ *     the canvas track of the virtual background effect
+ */
+function outgoingVideo() {
+    return app.backgrounds ? app.backgrounds.effect.output(app.videoTrack)
+        : app.videoTrack;
+}
+
+/** Sends the current video output, after the background effect changed. */
+async function sendVideoOutput() {
+    await app.connection?.replaceTrack('video', outgoingVideo());
+    renderLocalMedia();
+}
+
+/**
+ * @returns {MediaStream|null} a stream with the video track to send, reused
+ *     per track, for the preview and the own tile
+ */
 function localVideoStream() {
-    if (!app.videoTrack) {
+    const track = outgoingVideo();
+    if (!track) {
         return null;
     }
-    if (app.localVideo.track !== app.videoTrack) {
-        app.localVideo = {track: app.videoTrack, stream: new MediaStream([app.videoTrack])};
+    if (app.localVideo.track !== track) {
+        app.localVideo = {track, stream: new MediaStream([track])};
     }
     return app.localVideo.stream;
 }
@@ -766,7 +801,12 @@ function renderLocalMedia() {
 
 /** @returns {MediaState} the media state with the presence fields */
 function localState() {
-    return {mic: app.mic, camera: app.camera, ...presence.fields()};
+    return {
+        mic: app.mic,
+        camera: app.camera,
+        ...presence.fields(),
+        background: app.backgrounds?.applied ?? 'none',
+    };
 }
 
 /** Sends the own state to the room when it differs from the last one sent. */
@@ -874,7 +914,7 @@ function joinRoom(clickedAt) {
         token: app.token,
         name: app.name,
         booking: currentBookingRef(app.roomId),
-        getLocalTracks: () => ({audio: app.audioTrack, video: app.videoTrack}),
+        getLocalTracks: () => ({audio: app.audioTrack, video: outgoingVideo()}),
         clientKey: clientKey(),
     });
     const current = () => connection === app.connection;

@@ -34,7 +34,10 @@ const COLOR_SAMPLE_SIZE = 20;
  * @param {{collectStats: () => Promise<ConnectionStats>,
  *     videoOf: (participantId: string) => HTMLVideoElement|null,
  *     injectData?: (message: any) => void,
- *     sendEncoding: () => RTCRtpEncodingParameters|null}} sources
+ *     sendEncoding: () => RTCRtpEncodingParameters|null,
+ *     backgroundStats?: () => any,
+ *     tuneBackground?: (tuning: {slowShare: number,
+ *         slowWindowMs: number}) => void}} sources
  */
 export function installTestHooks(sources) {
     const target = /** @type {any} */ (window);
@@ -46,6 +49,9 @@ export function installTestHooks(sources) {
         return video ? averageCentreColor(video) : null;
     };
     target.e2eInject = (/** @type {any} */ message) => sources.injectData?.(message);
+    target.e2eBackground = () => sources.backgroundStats?.() ?? null;
+    target.e2eTuneBackground = (/** @type {any} */ tuning) =>
+        sources.tuneBackground?.(tuning);
 }
 
 /**

@@ -40,7 +40,7 @@ export const FATAL_ERROR_CODES = new Set([
 /**
  * @typedef {'on'|'off'|'none'} DeviceState
  * @typedef {{mic: DeviceState, camera: DeviceState, status?: string,
- *     goal?: string, profile?: object|null}} MediaState
+ *     goal?: string, profile?: object|null, background?: string}} MediaState
  *     The state a participant publishes: media and, optionally, presence.
  * @typedef {{id: string, name: string, role: 'guest'|'host',
  *     state: MediaState, version: number}} Participant
@@ -1095,6 +1095,9 @@ function toState(value) {
     }
     if (value.profile && typeof value.profile === 'object') {
         state.profile = value.profile;
+    }
+    if (typeof value.background === 'string') {
+        state.background = value.background;
     }
     return state;
 }

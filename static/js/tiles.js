@@ -7,6 +7,7 @@
  */
 
 import {renderPresence} from './tile-presence.js';
+import {describeBackground} from './backgrounds.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -137,6 +138,7 @@ export class TileGrid {
         tile.dataset.mic = state.mic;
         tile.dataset.camera = state.camera;
         renderPresence(tile, state);
+        renderBackground(tile, state.background);
     }
 
     /**
@@ -307,4 +309,24 @@ export class TileGrid {
             this.onautoplayblocked();
         });
     }
+}
+
+/**
+ * Shows a label on the tile when the participant uses a virtual background,
+ * and its state value in `data-background`.
+ * @param {HTMLElement} tile
+ * @param {unknown} background the state field "background"
+ */
+function renderBackground(tile, background) {
+    const text = describeBackground(background);
+    tile.dataset.background = typeof background === 'string' ? background : 'none';
+    let badge = /** @type {HTMLElement|null} */ (tile.querySelector('.tile-background'));
+    if (!badge) {
+        badge = document.createElement('span');
+        badge.className = 'tile-background';
+        tile.querySelector('.tile-label')?.append(badge);
+    }
+    badge.textContent = text;
+    badge.title = text;
+    badge.hidden = text === '';
 }

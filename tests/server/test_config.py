@@ -394,6 +394,8 @@ def test_session_plan_round_trip() -> None:
 def test_session_plan_invalid(value: str) -> None:
     with pytest.raises(ConfigError, match="COWORKING_SESSION_PLAN"):
         load_settings(environ={"COWORKING_SESSION_PLAN": value})
+
+
 TURN_SECRET = "turn-secret-0123456789-abcdef"
 METRICS_TOKEN = "metrics-token-0123456789-abc"
 
@@ -501,3 +503,43 @@ def test_turn_settings_round_trip() -> None:
     )
 
     assert load_settings(environ=settings_environment(settings)) == settings
+
+
+def test_background_settings_from_environment(tmp_path: Path) -> None:
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    settings = load_settings(
+        environ={
+            "COWORKING_BACKGROUNDS_DIR": str(folder),
+            "COWORKING_BACKGROUND_UPLOADS": "off",
+            "COWORKING_BACKGROUND_MAX_BYTES": "200000",
+            "COWORKING_BACKGROUND_MAX_PIXELS": "4000000",
+            "COWORKING_BACKGROUND_MAX_UPLOADS": "3",
+        }
+    )
+    assert settings.backgrounds_dir == folder
+    assert settings.background_uploads is False
+    assert settings.background_max_bytes == 200_000
+    assert settings.background_max_pixels == 4_000_000
+    assert settings.background_max_uploads == 3
+    assert load_settings(environ=settings_environment(settings)) == settings
+
+
+def test_background_defaults() -> None:
+    settings = load_settings(environ={})
+    assert settings.backgrounds_dir is None
+    assert settings.background_uploads is True
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("COWORKING_BACKGROUNDS_DIR", "/no/such/folder", "existing folder"),
+        ("COWORKING_BACKGROUND_UPLOADS", "maybe", "on or off"),
+        ("COWORKING_BACKGROUND_MAX_BYTES", "10", "from 10000 to"),
+        ("COWORKING_BACKGROUND_MAX_PIXELS", "lots", "integer"),
+    ],
+)
+def test_invalid_background_setting(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ={variable: value})

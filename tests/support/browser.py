@@ -57,3 +57,18 @@ def is_colour(rgb: list[int] | None, colour: str) -> bool:
     if colour == "yellow":
         return r > 180 and g > 180 and b < 80
     raise ValueError(f"unknown colour {colour!r}")
+
+
+def write_striped_y4m(path: Path, width: int = 320, height: int = 240) -> Path:
+    """Write a clip of vertical stripes, 8 pixels wide, alternating red and blue.
+
+    A blur softens the edges between stripes, which a solid colour would hide.
+    """
+    colours = [COLOURS["red"], COLOURS["blue"]]
+    luma = bytes(colours[(x // 8) % 2][0] for x in range(width)) * height
+    chroma_u = bytes(colours[(x // 4) % 2][1] for x in range(width // 2))
+    chroma_v = bytes(colours[(x // 4) % 2][2] for x in range(width // 2))
+    frame = b"FRAME\n" + luma + chroma_u * (height // 2) + chroma_v * (height // 2)
+    header = f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode()
+    path.write_bytes(header + frame * 15)
+    return path
