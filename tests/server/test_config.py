@@ -390,7 +390,9 @@ def test_session_plan_round_trip() -> None:
     assert load_settings(environ=settings_environment(settings)) == settings
 
 
-@pytest.mark.parametrize("value", ["50/10/4", "fifty/10/4/30", "50/10/101/30", "0/1/1/1"])
+@pytest.mark.parametrize(
+    "value", ["50/10/4", "fifty/10/4/30", "50/10/101/30", "0/1/1/1"]
+)
 def test_session_plan_invalid(value: str) -> None:
     with pytest.raises(ConfigError, match="COWORKING_SESSION_PLAN"):
         load_settings(environ={"COWORKING_SESSION_PLAN": value})
