@@ -3,7 +3,7 @@
  * selfie segmentation model (served from /vendor/, never from a CDN) and
  * compositing on a 2D canvas, whose captured track is what the page sends.
  *
- * The model runs on a small copy of the frame at a reduced rate. The
+ * The model runs on a small copy of every second frame. The
  * pipeline measures the time each frame takes. When frames take too long for
  * a while, it lowers the frame rate, then the blur, and at last turns the
  * effect off, and passes the reason to the page in a notice.
@@ -29,6 +29,12 @@ const SLOW_SHARE = 0.7;
 const SLOW_WINDOW_MS = 5000;
 /** Weight of the newest frame in the average time per frame. */
 const AVERAGE_WEIGHT = 0.1;
+/**
+ * The model runs on one output frame in this many and the others reuse its
+ * last mask. The model is most of a frame's cost, and people at a desk move
+ * little between two frames.
+ */
+const MODEL_EVERY = 2;
 
 /**
  * @typedef {'none'|'blur-light'|'blur-strong'|string} BackgroundChoice
@@ -109,10 +115,11 @@ export class BackgroundEffect {
     resetMeasurements() {
         this.level = 0;
         this.msPerFrame = 0;
-        /** Average milliseconds of the model's part of a frame. */
+        /** Average milliseconds the model takes on a frame it runs on. */
         this.msModel = 0;
         this.frames = 0;
         this.segmented = 0;
+        this.ticks = 0;
         /** @type {number|null} performance.now() when frames became too slow */
         this.slowSince = null;
     }
@@ -254,7 +261,9 @@ export class BackgroundEffect {
         }
         const started = performance.now();
         const ready = this.video.readyState >= HTMLMediaElement.HAVE_CURRENT_DATA;
-        if (ready && this.model) {
+        const due = this.ticks % MODEL_EVERY === 0 || !this.mask;
+        this.ticks += 1;
+        if (ready && this.model && due) {
             this.smallContext.drawImage(this.video, 0, 0, MODEL_WIDTH, MODEL_HEIGHT);
             await this.model.send({image: this.small});
             this.msModel += AVERAGE_WEIGHT
