@@ -35,6 +35,12 @@ FILE_MARGIN = 6
 # after one warm-up round. Leaking one peer connection per round costs more
 # than this over 100 rounds.
 MEMORY_MARGIN = 40 * 1024 * 1024
+# Growth of resident memory per round, fitted over the second half of a run of
+# at least SLOPE_MIN_ROUNDS rounds. 100 rounds of 1 s on a shared 2-CPU machine
+# grew by about 30 KiB per round there, after about 1.3 MiB per round in the
+# first ten (allocator and aiortc warm-up).
+MAX_SLOPE = 200 * 1024
+SLOPE_MIN_ROUNDS = 20
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,6 +140,18 @@ async def test_churn_returns_to_baseline(
     assert after["tasks"] <= baseline["tasks"] + TASK_MARGIN
     assert after["open_files"] <= baseline["open_files"] + FILE_MARGIN
     assert after["rss_bytes"] - baseline["rss_bytes"] <= MEMORY_MARGIN
+    if CHURN_ROUNDS >= SLOPE_MIN_ROUNDS:
+        assert memory_slope(memory[len(memory) // 2 :]) <= MAX_SLOPE
+
+
+def memory_slope(samples: list[int]) -> float:
+    """Return the least-squares slope of ``samples``, in bytes per round."""
+    count = len(samples)
+    mean_x = (count - 1) / 2
+    mean_y = sum(samples) / count
+    numerator = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(samples))
+    denominator = sum((x - mean_x) ** 2 for x in range(count))
+    return numerator / denominator
 
 
 async def test_one_track_many_subscribers(
