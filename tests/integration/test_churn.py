@@ -84,6 +84,7 @@ async def resources(server: ServerProcess) -> dict[str, int]:
         "peer_connections": report["sfu"]["peer_connections"],
         "forwarders": report["sfu"]["forwarders"],
         "forwarded_tracks": sum(w["gauges"]["forwarded_tracks"] for w in workers),
+        "subscriptions": sum(w["gauges"]["subscriptions"] for w in workers),
         "tasks": report["process"]["tasks"],
         "open_files": report["process"]["open_files"],
         "rss_bytes": report["process"]["rss_bytes"],
@@ -137,6 +138,7 @@ async def test_churn_returns_to_baseline(
     assert after["peer_connections"] == baseline["peer_connections"]
     assert after["forwarders"] == baseline["forwarders"]
     assert after["forwarded_tracks"] == baseline["forwarded_tracks"]
+    assert after["subscriptions"] == baseline["subscriptions"]
     assert after["tasks"] <= baseline["tasks"] + TASK_MARGIN
     assert after["open_files"] <= baseline["open_files"] + FILE_MARGIN
     assert after["rss_bytes"] - baseline["rss_bytes"] <= MEMORY_MARGIN
@@ -208,6 +210,7 @@ async def test_one_track_many_subscribers(
     # Nobody subscribes any more: no slot track has Alice as its source, and
     # the forwarder sends nothing although Alice still publishes.
     assert idle["forwarded_tracks"] == 0
+    assert idle["subscriptions"] == 0
     assert later["frames_forwarded"] == idle["frames_forwarded"]
 
 
@@ -222,7 +225,8 @@ async def wait_idle(server: ServerProcess) -> dict[str, int]:
     deadline = time.monotonic() + 10
     while True:
         counts = await resources(server)
-        if counts["forwarded_tracks"] == 0 or time.monotonic() > deadline:
+        idle = counts["forwarded_tracks"] == 0 and counts["subscriptions"] == 0
+        if idle or time.monotonic() > deadline:
             return counts
         await asyncio.sleep(0.1)
 

@@ -190,6 +190,7 @@ async def test_vanished_peer_released(
     assert after["participants"] == baseline["participants"]
     assert after["forwarders"] == baseline["forwarders"]
     assert after["forwarded_tracks"] == baseline["forwarded_tracks"]
+    assert after["subscriptions"] == baseline["subscriptions"]
     # Carol's copy of Alice's video went on while Bob's was undeliverable.
     assert gap <= MAX_FRAME_GAP
 
@@ -233,6 +234,7 @@ async def server_counts(server: ServerProcess, room_id: str) -> dict[str, int]:
         "forwarders": report["sfu"]["forwarders"],
         "participants": room.get("participants", 0),
         "forwarded_tracks": sum(w["gauges"]["forwarded_tracks"] for w in workers),
+        "subscriptions": sum(w["gauges"]["subscriptions"] for w in workers),
     }
 
 
