@@ -17,13 +17,15 @@ from tests.support.server import ServerProcess
 pytestmark = pytest.mark.browser
 
 # The page retries after 1, 2, 4, 8 and then every 10 s, so it is back within
-# about 10 s of the server's start; the rest is room for a busy machine.
+# about 10 s of the server's start. The rest is room for a busy machine.
 RECONNECT_TIMEOUT = 40.0
 PLAN = {"focus": 1500, "break": 300, "long_break": 900, "rounds_before_long": 4}
 
 
 @pytest.fixture
-async def own_server(tmp_path: Path, loopback_only: None) -> AsyncIterator[ServerProcess]:
+async def own_server(
+    tmp_path: Path, loopback_only: None
+) -> AsyncIterator[ServerProcess]:
     process = ServerProcess(tmp_path / "coworking.sqlite3")
     await process.start()
     yield process
@@ -34,7 +36,8 @@ async def own_server(tmp_path: Path, loopback_only: None) -> AsyncIterator[Serve
 async def new_participant_id(page: Page, old: str) -> str:
     state = await poll(
         lambda: e2e_state(page),
-        lambda s: s.get("phase") == "joined" and s.get("participantId") not in (None, old),
+        lambda s: s.get("phase") == "joined"
+        and s.get("participantId") not in (None, old),
         RECONNECT_TIMEOUT,
         "a new participant id after the restart",
     )

@@ -114,7 +114,7 @@ async def test_state_flood_keeps_others_live(trio: Trio, server: ServerProcess) 
     cpu = (await cpu_seconds(server)) - cpu_before
     # NOTE: aiortc's SCTP in the test process delivers the flood to the server
     # far slower than it is queued (a few hundred messages per second on a
-    # busy machine), so the server sees less than FLOOD_RATE.
+    # busy machine), so the server receives less than FLOOD_RATE.
     await asyncio.sleep(2)
     observed = time.monotonic() - started
     relayed = [m for m in alice.data_messages if m.get("id") == bob.id]
@@ -168,7 +168,9 @@ async def test_extra_channels_closed(trio: Trio) -> None:
     bob = await trio.join("Bob")
     extra = [bob.pc.createDataChannel(f"extra-{i}") for i in range(EXTRA_CHANNELS)]
     await wait_until(
-        lambda: all(c.readyState == "closed" for c in extra), 30, "extra channels closed"
+        lambda: all(c.readyState == "closed" for c in extra),
+        30,
+        "extra channels closed",
     )
     bob.send_state(1, mic="off")
     await wait_until(lambda: state_from(alice, bob, 1), 5, "Bob's state")

@@ -174,7 +174,7 @@ async def test_vanished_peer_released(
         left = await alice.wait_data(
             "left", lambda m: m["id"] == bob.id, timeout=limit + 5
         )
-        told_after = time.monotonic() - gone_at
+        notified_after = time.monotonic() - gone_at
         after = await wait_counts(server, room_id, baseline)
         await asyncio.sleep(max(0.0, gone_at + 3 - time.monotonic()))
         gap = largest_gap(carol.arrival_times(alice.id), gone_at)
@@ -182,8 +182,8 @@ async def test_vanished_peer_released(
         delete_rules(rules)
         await bob.stop()
 
-    print(f"{how}: Alice told after {told_after:.1f} s, {left['reason']}")
-    assert told_after <= limit
+    print(f"{how}: Alice notified after {notified_after:.1f} s, {left['reason']}")
+    assert notified_after <= limit
     assert left["reason"] in ("closed", "timeout")
     assert during["peer_connections"] == baseline["peer_connections"] + 1
     assert after["peer_connections"] == baseline["peer_connections"]
