@@ -1,6 +1,6 @@
 """Reloading the room page and opening the invite in a second tab.
 
-The rules under test: a reload is a new visit, so the page says `leave` as it
+The rules under test: a reload is a new visit, so the page sends `leave` as it
 unloads, the server removes the old participant at once, and the reloaded page
 joins again as a new participant. Two tabs of one browser are two
 participants, each with its own tile and connections. A reload does not keep
