@@ -212,3 +212,30 @@ async def test_message_at_channel_open_kept(
         RTCPeerConnection.createDataChannel = real_create
     await wait_until(lambda: state_from(alice, bob, 1), 5, "state sent at open")
     assert errors(bob) == []
+
+
+async def test_mute_toggles_converge_fast(trio: Trio) -> None:
+    alice = await trio.join("Alice")
+    bob = await trio.join("Bob")
+    carol = await trio.join("Carol")
+    toggles = 50
+    for version in range(1, toggles + 1):
+        bob.send_state(version, mic="off" if version % 2 else "on")
+        await asyncio.sleep(1 / toggles)
+
+    delays = []
+    for watcher in (alice, carol):
+        delays.append(
+            await wait_until(
+                lambda watcher=watcher: state_from(watcher, bob, toggles),
+                5,
+                "Bob's final state",
+            )
+        )
+    final = [
+        m for m in alice.data_messages if m["type"] == "state" and m["id"] == bob.id
+    ][-1]
+
+    print(f"{toggles} toggles: final state after {delays} s")
+    assert max(delays) <= 1.0
+    assert final["state"]["mic"] == "on"
