@@ -7,6 +7,7 @@ another participant in the same room keeps being served.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from typing import Any
 
@@ -33,6 +34,19 @@ CLOSE_INVALID_TEXT = 1007
 MAX_BAD_MESSAGES = 20
 
 
+async def new_log_lines(
+    server: ServerProcess, since: int, text: str, timeout: float = 3.0
+) -> list[str]:
+    """Return the server's log lines after line ``since`` that contain ``text``,
+    once at least one is there or ``timeout`` seconds have passed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        lines = [line for line in server.output[since:] if text in line]
+        if lines or asyncio.get_running_loop().time() > deadline:
+            return lines
+        await asyncio.sleep(0.1)
+
+
 async def send_frame(
     ws: aiohttp.ClientWebSocketResponse,
     payload: bytes,
@@ -52,6 +66,7 @@ async def test_huge_frame_closes_only_sender(
     room_id, token = room["room"].id, room["guest"].token
     other, _ = await join_raw(http, server, room_id, token, "Other")
     ws, _ = await join_raw(http, server, room_id, token, "Sender")
+    log_start = len(server.output)
     try:
         await send_frame(ws, b" " * (mebibytes * 1024 * 1024))
     except ConnectionError:
@@ -61,6 +76,9 @@ async def test_huge_frame_closes_only_sender(
     # The server closes with 1009 as soon as the frame's header shows its
     # size; a client still writing may see the connection reset instead.
     assert code in (CLOSE_MESSAGE_TOO_BIG, CLOSE_ABNORMAL)
+    logged = await new_log_lines(server, log_start, "x WebSocket of")
+    assert len(logged) == 1
+    assert "1009" in logged[0]
     await assert_open(other)
     await other.close()
 
@@ -98,6 +116,7 @@ async def test_bad_frame_closes_only_sender(
     room_id, token = room["room"].id, room["guest"].token
     other, _ = await join_raw(http, server, room_id, token, "Other")
     ws, _ = await join_raw(http, server, room_id, token, "Sender")
+    log_start = len(server.output)
     if compress is None:
         await send_frame(ws, payload)
     else:
@@ -105,6 +124,9 @@ async def test_bad_frame_closes_only_sender(
     _, code = await read_until_closed(ws, timeout=10)
 
     assert code == expected
+    logged = await new_log_lines(server, log_start, "x WebSocket of")
+    assert len(logged) == 1
+    assert str(expected) in logged[0]
     await assert_open(other)
     await other.close()
 
