@@ -307,7 +307,7 @@ async def relay_websocket(
 def log_client_error(request: web.Request, ws: web.WebSocketResponse) -> None:
     """Log why a client's WebSocket failed, such as an oversized or invalid frame.
 
-    The worker only sees the close that the front relays, so this is the one
+    The worker only receives the close that the front relays, so this is the one
     log line about it.
     """
     error = ws.exception()

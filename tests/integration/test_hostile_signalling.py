@@ -179,14 +179,25 @@ async def test_join_burst_closes_sender(
 ) -> None:
     room_id, token = room["room"].id, room["guest"].token
     other, _ = await join_raw(http, server, room_id, token, "Other")
-    ws, _ = await join_raw(http, server, room_id, token, "Burst")
+    ws, welcome = await join_raw(http, server, room_id, token, "Burst")
+    log_start = len(server.output)
     for _ in range(100):
         await send_json(ws, join_message(room_id, token, "Burst"))
     texts, code = await read_until_closed(ws)
     before = await server.stats()
 
+    await new_log_lines(server, log_start, "bad messages; closing")
+    logged = [
+        line
+        for line in server.output[log_start:]
+        if welcome["participant"]["id"] in line and " WARNING " in line
+    ]
+
     assert code == CLOSE_POLICY_VIOLATION
     assert len(texts) <= MAX_BAD_MESSAGES + 1
+    assert len(logged) == 2
+    assert "already joined" in logged[0]
+    assert "20 bad messages; closing" in logged[1]
     assert before["rooms"][room_id]["participants"] == 1
     await assert_open(other)
     await other.close()
