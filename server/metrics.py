@@ -63,6 +63,11 @@ GAUGES = {
         "coworking_forwarded_tracks",
         "Receive-slot tracks that carry another participant's media.",
     ),
+    "subscriptions": (
+        "coworking_subscriptions",
+        "Slot tracks that publishers' forwarders push frames to. Each ends"
+        " when its subscriber leaves or is moved to another publisher.",
+    ),
     "peer_connections": (
         "coworking_peer_connections",
         "Open WebRTC peer connections.",
@@ -110,11 +115,15 @@ def room_gauges(rooms: Iterable[Any]) -> dict[str, int]:
     """Count participants and tracks in a process's open rooms."""
     gauges = {"rooms": 0, "participants": 0, "published_tracks": 0}
     gauges["forwarded_tracks"] = 0
+    gauges["subscriptions"] = 0
     for room in rooms:
         gauges["rooms"] += 1 if room.participants else 0
         gauges["participants"] += len(room.participants)
         for peer in room.router.peers.values():
             gauges["published_tracks"] += len(peer.forwarders)
+            gauges["subscriptions"] += sum(
+                f.subscriber_count for f in peer.forwarders.values()
+            )
             for slot in peer.slots:
                 tracks = (slot.audio, slot.video)
                 gauges["forwarded_tracks"] += sum(

@@ -41,6 +41,14 @@ MEDIA_CONNECT_TIMEOUT = 20.0
 STATE_RATE = 20.0
 STATE_BURST = 40
 
+# Data-channel messages of any type a participant may send per second on
+# average, and in a burst, before the server closes its connection. A page
+# sends a few per second at most, and a flood of thousands per second costs
+# the server about half a core in aiortc's SCTP code alone.
+DATA_RATE = 200.0
+DATA_BURST = 400
+CLOSE_POLICY_VIOLATION = 1008
+
 
 class RoomFullError(Exception):
     def __init__(self, limit: int) -> None:
@@ -67,6 +75,8 @@ class Participant:
         self.state: dict[str, str] = {"mic": "none", "camera": "none"}
         self.version = 0
         self.state_limit = TokenBucket(STATE_RATE, STATE_BURST)
+        self.data_limit = TokenBucket(DATA_RATE, DATA_BURST)
+        self.flooding = False
         self.rate_limited = False
         self.bad_messages = 0
         # Random key of the participant's browser, sent with join, if any.
@@ -253,7 +263,20 @@ class Room:
 
     def _on_data_message(self, peer: Peer, text: str | None) -> None:
         participant = self.participants.get(peer.id)
-        if participant is None:
+        if participant is None or participant.flooding:
+            return
+        if not participant.data_limit.take():
+            participant.flooding = True
+            logger.warning(
+                "x %s in room %s sent over %d data-channel messages in a burst; "
+                "closing",
+                participant.id,
+                self.id,
+                DATA_BURST,
+            )
+            participant.signalling.disconnect(
+                "data channel flood", CLOSE_POLICY_VIOLATION
+            )
             return
         try:
             message = protocol.parse_data_message(text)

@@ -191,8 +191,12 @@ class Session:
 
     async def _reject(self, exc: protocol.ProtocolError) -> None:
         self.bad_messages += 1
-        if self.bad_messages == 1 or self.bad_messages == MAX_BAD_MESSAGES:
+        # One line for the first bad message and one for the close, however
+        # many a client sends.
+        if self.bad_messages == 1:
             logger.warning("x %r: %s (%s)", self, exc.message, exc.code)
+        elif self.bad_messages == MAX_BAD_MESSAGES:
+            logger.warning("x %r: %d bad messages; closing", self, self.bad_messages)
         self.send(exc.as_message())
         if exc.code == "not_joined" or self.bad_messages >= MAX_BAD_MESSAGES:
             await self.close(WSCloseCode.POLICY_VIOLATION, exc.code)

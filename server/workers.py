@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +310,9 @@ async def relay_websocket(
     except asyncio.TimeoutError:
         await ws.close(code=4000, message=b"liveness timeout")
         return
+    if first.type == WSMsgType.ERROR:
+        log_client_error(request, ws)
+        return
     if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         return
     worker = pool.worker_for(
@@ -330,7 +334,19 @@ async def relay_websocket(
         return
     async with upstream:
         await _send(upstream, first)
-        await _pump_both(ws, upstream)
+        await _pump_both(ws, upstream, lambda: log_client_error(request, ws))
+
+
+def log_client_error(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Log why a client's WebSocket failed, such as an oversized or invalid frame.
+
+    The worker only receives the close that the front relays, so this is the one
+    log line about it.
+    """
+    error = ws.exception()
+    # aiohttp's WebSocketError carries the close code sent to the client.
+    code = getattr(error, "code", ws.close_code)
+    logger.warning("x WebSocket of %s closed with %s: %s", request.remote, code, error)
 
 
 async def _send(target: Any, message: aiohttp.WSMessage) -> None:
@@ -340,8 +356,13 @@ async def _send(target: Any, message: aiohttp.WSMessage) -> None:
         await target.send_bytes(message.data)
 
 
-async def _pump(source: Any, target: Any) -> None:
-    """Copy messages until ``source`` closes, then close ``target`` alike."""
+async def _pump(
+    source: Any, target: Any, on_error: Callable[[], None] | None = None
+) -> None:
+    """Copy messages until ``source`` closes, then close ``target`` alike.
+
+    ``on_error`` is called when ``source`` fails with a WebSocket error.
+    """
     async for message in source:
         if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             try:
@@ -349,6 +370,8 @@ async def _pump(source: Any, target: Any) -> None:
             except ConnectionError:
                 break
         elif message.type == WSMsgType.ERROR:
+            if on_error is not None:
+                on_error()
             break
     code = source.close_code
     if code is None or code in UNSENDABLE_CLOSE_CODES:
@@ -358,9 +381,13 @@ async def _pump(source: Any, target: Any) -> None:
         await target.close(code=code, message=b"")
 
 
-async def _pump_both(client: web.WebSocketResponse, upstream: Any) -> None:
+async def _pump_both(
+    client: web.WebSocketResponse,
+    upstream: Any,
+    on_client_error: Callable[[], None],
+) -> None:
     tasks = [
-        asyncio.create_task(_pump(client, upstream)),
+        asyncio.create_task(_pump(client, upstream, on_client_error)),
         asyncio.create_task(_pump(upstream, client)),
     ]
     try:

@@ -53,6 +53,10 @@ class TrackForwarder:
     def __repr__(self) -> str:
         return f"TrackForwarder({self.publisher_id}, {self.kind})"
 
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
     def add_subscriber(self, slot: SlotTrack) -> None:
         self._subscribers.add(slot)
         if slot.started:

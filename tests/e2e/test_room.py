@@ -9,6 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
 from tests.e2e.conftest import OpenPage, SpawnBrowser
@@ -232,6 +233,28 @@ async def test_killed_browser_leaves_room(
         return await browser.open(url, "green")
 
     await check_departure_cleans_up(server, open_page, open_leaver, browser.kill)
+
+
+async def test_crashed_renderer_leaves_room(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    pages: list[Page] = []
+
+    async def open_leaver(url: str) -> Page:
+        pages.append(await open_page("green", url))
+        return pages[0]
+
+    async def leave() -> None:
+        # Page.crash kills the tab's renderer process, as an out-of-memory
+        # kill would, so the page runs no unload handler.
+        session = await pages[0].context.new_cdp_session(pages[0])
+        try:
+            # The renderer dies before it can reply, so the reply never comes.
+            await asyncio.wait_for(session.send("Page.crash"), timeout=2)
+        except (asyncio.TimeoutError, PlaywrightError):
+            pass
+
+    await check_departure_cleans_up(server, open_page, open_leaver, leave)
 
 
 async def test_mute_and_camera_shown_to_others(
