@@ -11,7 +11,7 @@
 
 /** Downscale factor of the blur framebuffers relative to the camera. */
 const BLUR_DOWNSCALE = 4;
-/** Gaussian taps on each side of the centre; offsets span three sigma. */
+/** Gaussian taps on each side of the centre, spread over three sigma. */
 const BLUR_TAPS = 6;
 /** Background colour while there is no picture or no camera frame. */
 const EMPTY_GREY = 0x33 / 255;
@@ -55,14 +55,18 @@ uniform vec4 backgroundRect;
 uniform vec2 edgeStep;
 varying vec2 uv;
 
+// The model's mask carries the person's confidence in alpha, like the 2D path's
+// 'source-in' compositing expects. NOTE: the tests' cameras show no person, so
+// they only check an all-zero mask.
 float maskAt(vec2 point) {
     return texture2D(mask, point).a;
 }
 
 void main() {
-    vec3 back = vec3(${EMPTY_GREY.toFixed(4)});
+    vec3 backColour = vec3(${EMPTY_GREY.toFixed(4)});
     if (hasBackground) {
-        back = texture2D(background, backgroundRect.xy + uv * backgroundRect.zw).rgb;
+        vec2 point = backgroundRect.xy + uv * backgroundRect.zw;
+        backColour = texture2D(background, point).rgb;
     }
     float alpha = 0.0;
     if (hasMask) {
@@ -73,7 +77,7 @@ void main() {
                 + maskAt(uv - vec2(0.0, edgeStep.y)));
     }
     vec3 person = texture2D(camera, uv).rgb;
-    gl_FragColor = vec4(mix(back, person, alpha), 1.0);
+    gl_FragColor = vec4(mix(backColour, person, alpha), 1.0);
 }`;
 
 /**
@@ -113,7 +117,7 @@ export class GlCompositor {
     constructor(canvas, gl) {
         this.canvas = canvas;
         this.gl = gl;
-        /** Set when the browser took the context away; the caller falls back. */
+        /** Set when the browser lost the context, so the caller falls back. */
         this.lost = false;
         canvas.addEventListener('webglcontextlost', () => {
             this.lost = true;
@@ -153,21 +157,8 @@ export class GlCompositor {
             upload(gl, this.mask, /** @type {ImageBitmap} */ (input.mask));
             this.maskSource = input.mask;
         }
-        /** @type {WebGLTexture|null} */
-        let background = null;
-        let rect = [0, 0, 1, 1];
-        if (input.blurRadius !== null) {
-            if (input.ready) {
-                background = this.#blur(input.blurRadius, width, height);
-            }
-        } else if (input.image) {
-            if (input.image !== this.pictureSource) {
-                upload(gl, this.picture, input.image);
-                this.pictureSource = input.image;
-            }
-            background = this.picture;
-            rect = coverRect(input.image, width, height);
-        }
+        const {background, rect} = this.#background(input, width, height);
+
         gl.bindFramebuffer(gl.FRAMEBUFFER, null);
         gl.viewport(0, 0, width, height);
         const program = this.compositeProgram;
@@ -182,6 +173,30 @@ export class GlCompositor {
         gl.uniform2f(gl.getUniformLocation(program, 'edgeStep'),
             input.edgeRadius / width, input.edgeRadius / height);
         drawQuad(gl, program);
+    }
+
+    /**
+     * Prepares the background texture and the part of it to show, or returns
+     * a null texture for plain grey.
+     * @param {FrameInput} input
+     * @param {number} width
+     * @param {number} height
+     * @returns {{background: WebGLTexture|null, rect: number[]}}
+     */
+    #background(input, width, height) {
+        if (input.blurRadius !== null) {
+            const background = input.ready
+                ? this.#blur(input.blurRadius, width, height) : null;
+            return {background, rect: [0, 0, 1, 1]};
+        }
+        if (!input.image) {
+            return {background: null, rect: [0, 0, 1, 1]};
+        }
+        if (input.image !== this.pictureSource) {
+            upload(this.gl, this.picture, input.image);
+            this.pictureSource = input.image;
+        }
+        return {background: this.picture, rect: coverRect(input.image, width, height)};
     }
 
     /**
