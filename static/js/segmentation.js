@@ -140,7 +140,7 @@ export class BackgroundEffect {
         if (!this.gl) {
             return;
         }
-        console.warn('The background effect now composites on a 2D canvas.');
+        console.warn('The background effect switched from WebGL to a 2D canvas.');
         const running = this.track !== null;
         this.track?.stop();
         this.track = null;
