@@ -213,6 +213,7 @@ async function main() {
                 app.backgrounds.effect.tuning = tuning;
             }
         },
+        useCanvas2d: () => app.backgrounds?.effect.useCanvas2d(),
     });
     bindEvents();
 

@@ -37,7 +37,8 @@ const COLOR_SAMPLE_SIZE = 20;
  *     sendEncoding: () => RTCRtpEncodingParameters|null,
  *     backgroundStats?: () => any,
  *     tuneBackground?: (tuning: {slowShare: number,
- *         slowWindowMs: number}) => void}} sources
+ *         slowWindowMs: number}) => void,
+ *     useCanvas2d?: () => void}} sources
  */
 export function installTestHooks(sources) {
     const target = /** @type {any} */ (window);
@@ -52,6 +53,7 @@ export function installTestHooks(sources) {
     target.e2eBackground = () => sources.backgroundStats?.() ?? null;
     target.e2eTuneBackground = (/** @type {any} */ tuning) =>
         sources.tuneBackground?.(tuning);
+    target.e2eBackgroundCanvas2d = () => sources.useCanvas2d?.();
 }
 
 /**

@@ -1,13 +1,17 @@
 /**
  * The virtual background pipeline: person segmentation with MediaPipe's
  * selfie segmentation model (served from /vendor/, never from a CDN) and
- * compositing on a 2D canvas, whose captured track is what the page sends.
+ * compositing on a canvas, whose captured track is what the page sends. The
+ * canvas composites with WebGL (compositor-gl.js) where the browser offers it,
+ * and with a 2D context when it does not or when the WebGL context is lost.
  *
  * The model runs on a small copy of every second frame. The
  * pipeline measures the time each frame takes. When frames take too long for
  * a while, it lowers the frame rate, then the blur, and at last turns the
  * effect off, and passes the reason to the page in a notice.
  */
+
+import {GlCompositor} from './compositor-gl.js';
 
 const MODEL_DIR = '/vendor/@mediapipe/selfie_segmentation';
 const MODEL_SCRIPT = `${MODEL_DIR}/selfie_segmentation.js`;
@@ -40,7 +44,7 @@ const MODEL_EVERY = 2;
  * @typedef {'none'|'blur-light'|'blur-strong'|string} BackgroundChoice
  * @typedef {{choice: BackgroundChoice, frameRate: number, msPerFrame: number,
  *     msModel: number, frames: number, segmented: number, modelReady: boolean,
- *     level: number}} EffectStats
+ *     level: number, compositor: 'webgl'|'2d'}} EffectStats
  */
 
 /** @type {Promise<any>|null} */
@@ -90,9 +94,9 @@ export class BackgroundEffect {
         this.video = document.createElement('video');
         this.video.muted = true;
         this.video.playsInline = true;
-        this.canvas = document.createElement('canvas');
-        this.context = /** @type {CanvasRenderingContext2D} */ (
-            this.canvas.getContext('2d'));
+        /** @type {GlCompositor|null} */
+        this.gl = null;
+        this.#makeCanvas(true);
         this.small = document.createElement('canvas');
         this.small.width = MODEL_WIDTH;
         this.small.height = MODEL_HEIGHT;
@@ -110,6 +114,40 @@ export class BackgroundEffect {
         /** When frames count as too slow; the browser tests change it. */
         this.tuning = {slowShare: SLOW_SHARE, slowWindowMs: SLOW_WINDOW_MS};
         this.resetMeasurements();
+    }
+
+    /**
+     * Creates the output canvas, with a WebGL compositor when `tryWebgl` is
+     * set and the browser offers WebGL, else with a 2D context.
+     * @param {boolean} tryWebgl
+     */
+    #makeCanvas(tryWebgl) {
+        this.canvas = document.createElement('canvas');
+        this.gl = tryWebgl ? GlCompositor.create(this.canvas) : null;
+        if (!this.gl) {
+            // A canvas keeps its first context type, so 2D needs a new one.
+            this.canvas = document.createElement('canvas');
+        }
+        this.context = this.gl ? null : /** @type {CanvasRenderingContext2D} */ (
+            this.canvas.getContext('2d'));
+    }
+
+    /**
+     * Switches to 2D compositing on a new canvas, so the page must pick up
+     * the new track. The browser tests call it to check the fallback.
+     */
+    useCanvas2d() {
+        if (!this.gl) {
+            return;
+        }
+        console.warn('The background effect switched from WebGL to a 2D canvas.');
+        const running = this.track !== null;
+        this.track?.stop();
+        this.track = null;
+        this.#makeCanvas(false);
+        if (running) {
+            this.callbacks.onchange();
+        }
     }
 
     resetMeasurements() {
@@ -140,6 +178,7 @@ export class BackgroundEffect {
             segmented: this.segmented,
             modelReady: Boolean(this.model),
             level: this.level,
+            compositor: this.gl ? 'webgl' : '2d',
         };
     }
 
@@ -272,6 +311,9 @@ export class BackgroundEffect {
         if (!this.running) {
             return;
         }
+        if (this.gl?.lost) {
+            this.useCanvas2d();
+        }
         this.#drawFrame(ready);
         const elapsed = performance.now() - started;
         if (ready) {
@@ -288,7 +330,7 @@ export class BackgroundEffect {
      * @param {boolean} ready whether the camera has a frame
      */
     #drawFrame(ready) {
-        const context = this.context;
+        const context = /** @type {CanvasRenderingContext2D} */ (this.context);
         const width = this.video.videoWidth || this.canvas.width;
         const height = this.video.videoHeight || this.canvas.height;
         if (this.canvas.width !== width || this.canvas.height !== height) {
@@ -296,6 +338,13 @@ export class BackgroundEffect {
             this.canvas.height = height;
         }
         const scale = width / 640;
+        if (this.gl) {
+            this.gl.draw({video: this.video, ready, mask: this.mask,
+                blurRadius: isBlur(this.choice) ? BLUR_RADIUS[
+                    /** @type {'blur-light'} */ (this.choice)] * scale : null,
+                image: this.image, edgeRadius: EDGE_RADIUS * scale});
+            return;
+        }
         context.save();
         context.globalCompositeOperation = 'copy';
         if (ready && this.mask) {
@@ -317,7 +366,7 @@ export class BackgroundEffect {
      * @param {number} scale
      */
     #drawBackground(ready, width, height, scale) {
-        const context = this.context;
+        const context = /** @type {CanvasRenderingContext2D} */ (this.context);
         if (isBlur(this.choice)) {
             if (!ready) {
                 context.fillStyle = '#333';

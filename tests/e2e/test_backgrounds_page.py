@@ -192,7 +192,9 @@ async def test_picture_replaces_camera_for_others(
 
     # The pre-join preview shows the effect before joining.
     await choose(alice, f"builtin:{PICTURE}")
-    await wait_segmented(alice)
+    stats = await wait_segmented(alice)
+    # Headless Chromium offers WebGL through SwiftShader.
+    assert stats["compositor"] == "webgl"
     await poll(
         lambda: grid_colours(alice, "#preview"),
         lambda cells: largest_difference(cells, expected) <= CELL_TOLERANCE,
@@ -224,6 +226,54 @@ async def test_picture_replaces_camera_for_others(
         "the red camera after the effect is off",
     )
     await wait_tile_background(bob, alice_id, "none", "")
+
+
+async def test_canvas2d_fallback_sends_picture(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    room = await server.create_room()
+    alice = await open_page("red", invite_link(server, room, "Alice"))
+    bob = await open_page("blue", invite_link(server, room, "Bob"))
+    await keep_effect_on(alice)
+    expected = await picture_colours(alice, PICTURE)
+    alice_id = await join(alice)
+    await join(bob)
+    await wait_frames(bob, {alice_id}, timeout=20.0)
+
+    await choose(alice, f"builtin:{PICTURE}")
+    await wait_segmented(alice)
+    # The page switches the running effect to a new 2D canvas and its track,
+    # as it does when the WebGL context is lost.
+    await alice.evaluate("() => window.e2eBackgroundCanvas2d()")
+    stats = await effect_stats(alice)
+    assert stats is not None
+    assert stats["compositor"] == "2d"
+    received = await poll(
+        lambda: grid_colours(bob, tile_video(alice_id)),
+        lambda cells: largest_difference(cells, expected) <= CELL_TOLERANCE,
+        EFFECT_TIMEOUT,
+        "the picture from the 2D canvas in the video Bob receives",
+    )
+    assert not all_red(received)
+
+    # A frozen last frame would also show the picture: the camera in between
+    # proves that the picture after it comes from the 2D canvas.
+    await choose(alice, "none")
+    await poll(
+        lambda: grid_colours(bob, tile_video(alice_id)),
+        all_red,
+        EFFECT_TIMEOUT,
+        "the red camera after the effect is off",
+    )
+    await choose(alice, f"builtin:{PICTURE}")
+    stats = await wait_segmented(alice)
+    assert stats["compositor"] == "2d"
+    await poll(
+        lambda: grid_colours(bob, tile_video(alice_id)),
+        lambda cells: largest_difference(cells, expected) <= CELL_TOLERANCE,
+        EFFECT_TIMEOUT,
+        "the picture again from the 2D canvas",
+    )
 
 
 async def test_background_state_reaches_late_joiner(
