@@ -364,6 +364,18 @@ def _select_booking_with_secret(
     return row
 
 
+def _mark_cancelled(connection: sqlite3.Connection, booking_id: str) -> Booking:
+    """Set a booking's cancellation time unless it is set, and return the booking."""
+    connection.execute(
+        "UPDATE bookings SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
+        (time.time(), booking_id),
+    )
+    updated = connection.execute(
+        "SELECT * FROM bookings WHERE id = ?", (booking_id,)
+    ).fetchone()
+    return booking_from_row(updated)
+
+
 def cancel_booking(
     connection: sqlite3.Connection, booking_id: str, secret: str
 ) -> Booking:
@@ -373,14 +385,7 @@ def cancel_booking(
             "booking_not_found",
             "This booking does not exist or its cancel code is wrong.",
         )
-    connection.execute(
-        "UPDATE bookings SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
-        (time.time(), booking_id),
-    )
-    updated = connection.execute(
-        "SELECT * FROM bookings WHERE id = ?", (booking_id,)
-    ).fetchone()
-    return booking_from_row(updated)
+    return _mark_cancelled(connection, booking_id)
 
 
 def cancel_booking_of_room(
@@ -396,14 +401,7 @@ def cancel_booking_of_room(
         raise ScheduleError(
             "booking_not_found", f"Booking not found in this room: {booking_id!r}"
         )
-    connection.execute(
-        "UPDATE bookings SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
-        (time.time(), booking_id),
-    )
-    updated = connection.execute(
-        "SELECT * FROM bookings WHERE id = ?", (booking_id,)
-    ).fetchone()
-    return booking_from_row(updated)
+    return _mark_cancelled(connection, booking_id)
 
 
 def mark_attended(

@@ -245,7 +245,7 @@ class Session:
                 early_seconds=self.slot_early,
             )
         except SlotWindowError as exc:
-            logger.info("%r: join refused, %s", self, exc.code)
+            logger.info("%r: join rejected, %s", self, exc.code)
             await self._refuse(exc.code, exc.message)
             return
         except InviteError as exc:
